@@ -1,0 +1,28 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="diffusers-pdae",
+    version="0.1.0",
+    description="PDAE for diffusers: turn a pre-trained UNet2DModel into an autoencoder (Zhang, Zhao & Lin 2022)",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["diffusers_pdae", "diffusers_pdae.*"]),
+    package_data={"diffusers_pdae": ["data/*.npz"]},
+    python_requires=">=3.10",
+    install_requires=[
+        "torch>=2.1",
+        "diffusers>=0.30",
+        "accelerate>=0.30",
+        "datasets>=2.18",
+        "safetensors",
+        "huggingface_hub",
+        "numpy",
+        "Pillow",
+        "tqdm",
+    ],
+    extras_require={
+        "dev": ["pytest", "ruff"],
+        "train": ["tensorboard"],
+        "eval": ["scikit-learn", "matplotlib"],
+    },
+)
