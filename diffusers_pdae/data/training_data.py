@@ -1,0 +1,125 @@
+"""Training datasets: the bundled MNIST split, a Hub dataset, or a local image folder, as `(C, H, W)` tensors."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import PIL.Image
+import torch
+from torch.utils.data import Dataset, Subset
+
+from ..image_utils import images_to_tensor
+from .mnist import load_mnist_arrays, mnist_to_tensor
+
+
+class TensorImageDataset(Dataset):
+    """Images already in the model's space, `(N, C, H, W)` in [-1, 1]; items are `{"pixel_values": (C, H, W)}`."""
+
+    def __init__(self, images: torch.Tensor):
+        self.images = images
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return {"pixel_values": self.images[index]}
+
+
+def bundled_mnist_dataset(resolution: int = 32, split: str = "train") -> TensorImageDataset:
+    """The bundled MNIST split as a dataset of `(1, resolution, resolution)` tensors (28x28 digits padded)."""
+    images, _ = load_mnist_arrays(split)
+    return TensorImageDataset(mnist_to_tensor(images, size=resolution))
+
+
+class ImageFileDataset(Dataset):
+    """A `datasets.Dataset` with an image column, converted on the fly to the UNet's channels and size.
+
+    Images larger than `resolution` are cropped to a square (centre, or random unless `center_crop`) and resized;
+    smaller ones are padded with black (see `images_to_tensor`). `random_flip` flips horizontally with p = 0.5.
+    """
+
+    def __init__(
+        self,
+        dataset,
+        image_column: str,
+        channels: int,
+        resolution: int,
+        center_crop: bool = True,
+        random_flip: bool = False,
+    ):
+        if image_column not in dataset.column_names:
+            raise ValueError(
+                f"Image column {image_column!r} not found; the dataset has columns {dataset.column_names}. "
+                "Pass the right one with --image_column."
+            )
+        self.dataset = dataset
+        self.image_column = image_column
+        self.channels = channels
+        self.resolution = resolution
+        self.center_crop = center_crop
+        self.random_flip = random_flip
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def _crop_square(self, image: PIL.Image.Image) -> PIL.Image.Image:
+        width, height = image.size
+        side = min(width, height)
+        if side <= self.resolution or self.center_crop:
+            return image
+        left, top = random.randint(0, width - side), random.randint(0, height - side)
+        return image.crop((left, top, left + side, top + side))
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        image = self._crop_square(self.dataset[index][self.image_column])
+        pixel_values = images_to_tensor(image, self.channels, self.resolution)[0]
+        if self.random_flip and random.random() < 0.5:
+            pixel_values = pixel_values.flip(-1)
+        return {"pixel_values": pixel_values}
+
+
+def load_training_dataset(
+    dataset_name: str | None,
+    dataset_config_name: str | None,
+    train_data_dir: str | None,
+    image_column: str,
+    channels: int,
+    resolution: int,
+    center_crop: bool = True,
+    random_flip: bool = False,
+    cache_dir: str | None = None,
+) -> Dataset:
+    """The training images the flags ask for: a Hub dataset, an image folder, or (neither given) bundled MNIST."""
+    if dataset_name is None and train_data_dir is None:
+        if channels != 1:
+            raise ValueError(
+                f"The bundled MNIST digits have 1 channel but the UNet expects {channels}; pass --dataset_name or "
+                "--train_data_dir with images for this UNet."
+            )
+        return bundled_mnist_dataset(resolution)
+    import datasets
+
+    if dataset_name is not None:
+        dataset = datasets.load_dataset(dataset_name, dataset_config_name, cache_dir=cache_dir, split="train")
+    else:
+        dataset = datasets.load_dataset("imagefolder", data_dir=train_data_dir, cache_dir=cache_dir, split="train")
+    return ImageFileDataset(dataset, image_column, channels, resolution, center_crop, random_flip)
+
+
+@dataclass
+class HeldOut:
+    """A fixed validation batch and the rest of the data for training."""
+
+    images: torch.Tensor  # (n, C, H, W) in [-1, 1]
+    train_dataset: Dataset
+
+
+def validation_images(dataset: Dataset, num_images: int) -> HeldOut:
+    """Hold out `num_images` items, evenly spaced over the dataset, as a fixed validation batch; train on the rest."""
+    if not 0 < num_images < len(dataset):
+        raise ValueError(f"Cannot hold out {num_images} validation images from a dataset of {len(dataset)}.")
+    held_out = [i * len(dataset) // num_images for i in range(num_images)]
+    images = torch.stack([dataset[i]["pixel_values"] for i in held_out])
+    kept = sorted(set(range(len(dataset))) - set(held_out))
+    return HeldOut(images=images, train_dataset=Subset(dataset, kept))
