@@ -1,0 +1,79 @@
+"""PDAE's semantic encoder E_phi: image -> code z."""
+
+from __future__ import annotations
+
+import torch
+from diffusers import ConfigMixin, ModelMixin
+from diffusers.configuration_utils import register_to_config
+from diffusers.models.activations import get_activation
+from torch import nn
+
+
+class PDAEEncoder(ModelMixin, ConfigMixin):
+    r"""
+    A convolutional encoder mapping an image to a flat code z (Zhang, Zhao & Lin 2022, section 3.2).
+
+    Each level halves the resolution: GroupNorm -> activation -> 3x3 convolution with stride 2. A final linear layer
+    maps the flattened features to `latent_dim`.
+
+    Parameters:
+        in_channels (`int`, defaults to 3): image channels.
+        sample_size (`int`, defaults to 32): image height and width.
+        latent_dim (`int`, defaults to 64): width of the code z.
+        block_out_channels (`tuple[int]`, defaults to `(64, 128, 256, 256)`): channels after each downsampling; with
+            `sample_size=32` four levels give `(B, 256, 2, 2)` before the linear layer.
+        norm_num_groups (`int`, defaults to 32): groups of every GroupNorm (must divide every channel count).
+        act_fn (`str`, defaults to `"silu"`): activation.
+    """
+
+    @register_to_config
+    def __init__(
+        self,
+        in_channels: int = 3,
+        sample_size: int = 32,
+        latent_dim: int = 64,
+        block_out_channels: tuple[int, ...] = (64, 128, 256, 256),
+        norm_num_groups: int = 32,
+        act_fn: str = "silu",
+    ):
+        super().__init__()
+        final_size = sample_size // 2 ** len(block_out_channels)
+        if final_size < 1 or sample_size % 2 ** len(block_out_channels):
+            raise ValueError(
+                f"sample_size {sample_size} cannot be halved {len(block_out_channels)} times "
+                f"(block_out_channels={tuple(block_out_channels)}); use fewer levels or a size divisible by "
+                f"{2 ** len(block_out_channels)}."
+            )
+        for channels in block_out_channels:
+            if channels % norm_num_groups:
+                raise ValueError(f"norm_num_groups={norm_num_groups} must divide every block_out_channels entry.")
+
+        self.conv_in = nn.Conv2d(in_channels, block_out_channels[0], kernel_size=3, padding=1)
+        layers = []
+        channels = block_out_channels[0]
+        for out_channels in block_out_channels:
+            layers += [
+                nn.GroupNorm(norm_num_groups, channels),
+                get_activation(act_fn),
+                nn.Conv2d(channels, out_channels, kernel_size=3, stride=2, padding=1),
+            ]
+            channels = out_channels
+        layers += [nn.GroupNorm(norm_num_groups, channels), get_activation(act_fn), nn.Flatten()]
+        self.down = nn.Sequential(*layers)
+        self.proj_out = nn.Linear(channels * final_size * final_size, latent_dim)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """
+        Args:
+            images (`torch.Tensor` of shape `(B, in_channels, sample_size, sample_size)`): images in [-1, 1].
+
+        Returns:
+            `torch.Tensor` of shape `(B, latent_dim)`: the codes z.
+        """
+        expected = (self.config.in_channels, self.config.sample_size, self.config.sample_size)
+        if images.ndim != 4 or tuple(images.shape[1:]) != expected:
+            raise ValueError(
+                f"PDAEEncoder expects images of shape (batch_size, {expected[0]}, {expected[1]}, {expected[2]}), "
+                f"got {tuple(images.shape)}."
+            )
+        return self.proj_out(self.down(self.conv_in(images.to(self.dtype))))

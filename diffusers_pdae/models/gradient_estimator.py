@@ -1,0 +1,367 @@
+"""PDAE's gradient estimator G_psi(x_t, z, t): the decoder half of a U-Net that also sees the code z."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from diffusers import ConfigMixin, ModelMixin, UNet2DModel
+from diffusers.configuration_utils import register_to_config
+from diffusers.models.activations import get_activation
+from diffusers.models.attention_processor import Attention
+from diffusers.models.resnet import ResnetBlock2D
+from diffusers.models.upsampling import Upsample2D
+from diffusers.utils import BaseOutput
+from torch import nn
+
+from .unet_features import SUPPORTED_UP_BLOCKS, UNetFeatures, check_unet_supported
+
+# Config entries that must agree between a UNet2DModel and a GradientEstimator built for it.
+UNET_LAYOUT_KEYS = (
+    "sample_size",
+    "out_channels",
+    "block_out_channels",
+    "up_block_types",
+    "layers_per_block",
+    "norm_num_groups",
+    "resnet_time_scale_shift",
+    "upsample_type",
+)
+
+
+@dataclass
+class GradientEstimatorOutput(BaseOutput):
+    """
+    Args:
+        sample (`torch.Tensor` of shape `(batch_size, out_channels, height, width)`):
+            G(x_t, z, t), an estimate of grad_{x_t} log p(z | x_t) in the UNet's image space.
+    """
+
+    sample: torch.Tensor
+
+
+class ZShiftResnetBlock2D(ResnetBlock2D):
+    """A diffusers `ResnetBlock2D` whose second normalisation is also modulated by the code z.
+
+    PDAE's shift block (Zhang et al. 2022, appendix): h = (1 + z_s) * (GN(h) (1 + s) + b) + z_b, where (s, b) come from
+    the time embedding ((0, 0) and an additive shift before GN for `time_embedding_norm="default"`, as in
+    diffusers) and (z_s, z_b) from a linear projection of the code embedding. The parameter names are those of
+    `ResnetBlock2D`, so the block can be warm-started from the pre-trained UNet's up blocks.
+    """
+
+    def __init__(self, *, z_channels: int, **resnet_kwargs):
+        super().__init__(**resnet_kwargs)
+        self.z_proj = nn.Linear(z_channels, 2 * self.out_channels)
+
+    def forward(self, input_tensor: torch.Tensor, temb: torch.Tensor, zemb: torch.Tensor) -> torch.Tensor:
+        hidden_states = self.nonlinearity(self.norm1(input_tensor))
+        if self.upsample is not None:
+            input_tensor = self.upsample(input_tensor)
+            hidden_states = self.upsample(hidden_states)
+        hidden_states = self.conv1(hidden_states)
+
+        temb = self.time_emb_proj(self.nonlinearity(temb))[:, :, None, None]
+        if self.time_embedding_norm == "scale_shift":
+            time_scale, time_shift = temb.chunk(2, dim=1)
+            hidden_states = self.norm2(hidden_states) * (1 + time_scale) + time_shift
+        else:
+            hidden_states = self.norm2(hidden_states + temb)
+
+        z_scale, z_shift = self.z_proj(self.nonlinearity(zemb))[:, :, None, None].chunk(2, dim=1)
+        hidden_states = hidden_states * (1 + z_scale) + z_shift
+
+        hidden_states = self.conv2(self.dropout(self.nonlinearity(hidden_states)))
+        if self.conv_shortcut is not None:
+            input_tensor = self.conv_shortcut(input_tensor)
+        return (input_tensor + hidden_states) / self.output_scale_factor
+
+
+class GradientEstimatorUpBlock(nn.Module):
+    """One up block of G, laid out like diffusers' `UpBlock2D` / `AttnUpBlock2D` (same channels, same names)."""
+
+    def __init__(
+        self,
+        *,
+        in_channels: int,
+        prev_output_channel: int,
+        out_channels: int,
+        temb_channels: int,
+        z_channels: int,
+        num_layers: int,
+        add_attention: bool,
+        add_upsample: bool,
+        upsample_type: str,
+        resnet_eps: float,
+        resnet_groups: int,
+        resnet_act_fn: str,
+        resnet_time_scale_shift: str,
+        attention_head_dim: int,
+        dropout: float,
+    ):
+        super().__init__()
+        resnet_kwargs = {
+            "temb_channels": temb_channels,
+            "z_channels": z_channels,
+            "eps": resnet_eps,
+            "groups": resnet_groups,
+            "dropout": dropout,
+            "time_embedding_norm": resnet_time_scale_shift,
+            "non_linearity": resnet_act_fn,
+        }
+        resnets, attentions = [], []
+        for i in range(num_layers):
+            res_skip_channels = in_channels if i == num_layers - 1 else out_channels
+            resnet_in_channels = prev_output_channel if i == 0 else out_channels
+            resnets.append(
+                ZShiftResnetBlock2D(
+                    in_channels=resnet_in_channels + res_skip_channels, out_channels=out_channels, **resnet_kwargs
+                )
+            )
+            if add_attention:
+                attentions.append(
+                    Attention(
+                        out_channels,
+                        heads=out_channels // attention_head_dim,
+                        dim_head=attention_head_dim,
+                        eps=resnet_eps,
+                        norm_num_groups=resnet_groups,
+                        residual_connection=True,
+                        bias=True,
+                        upcast_softmax=True,
+                        _from_deprecated_attn_block=True,
+                    )
+                )
+        self.resnets = nn.ModuleList(resnets)
+        self.attentions = nn.ModuleList(attentions) if add_attention else None
+
+        self.upsample_type = upsample_type if add_upsample else None
+        if self.upsample_type == "resnet":
+            self.upsamplers = nn.ModuleList(
+                [ZShiftResnetBlock2D(in_channels=out_channels, out_channels=out_channels, up=True, **resnet_kwargs)]
+            )
+        elif self.upsample_type == "conv":
+            self.upsamplers = nn.ModuleList([Upsample2D(out_channels, use_conv=True, out_channels=out_channels)])
+        else:
+            self.upsamplers = None
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        res_hidden_states_tuple: tuple[torch.Tensor, ...],
+        temb: torch.Tensor,
+        zemb: torch.Tensor,
+    ) -> torch.Tensor:
+        for i, resnet in enumerate(self.resnets):
+            hidden_states = torch.cat([hidden_states, res_hidden_states_tuple[-1 - i]], dim=1)
+            hidden_states = resnet(hidden_states, temb, zemb)
+            if self.attentions is not None:
+                hidden_states = self.attentions[i](hidden_states)
+        if self.upsample_type == "resnet":
+            hidden_states = self.upsamplers[0](hidden_states, temb, zemb)
+        elif self.upsample_type == "conv":
+            hidden_states = self.upsamplers[0](hidden_states)
+        return hidden_states
+
+
+class GradientEstimator(ModelMixin, ConfigMixin):
+    r"""
+    PDAE's gradient estimator G_psi(x_t, z, t) (Zhang, Zhao & Lin 2022, section 3.2).
+
+    G is the decoder half of a U-Net shaped like the pre-trained `UNet2DModel`'s up blocks. It does not contain the
+    frozen UNet: it receives the UNet's time embedding and encoder-half features (see
+    [`~diffusers_pdae.models.unet_features.unet_forward_with_features`]) and the code z, which enters every resnet
+    block through a learned scale and shift. The output convolution is zero-initialised, so G = 0 at the start and
+    the shifted prediction eps_theta - c_t G equals eps_theta. Build it with [`GradientEstimator.from_unet`].
+
+    Parameters:
+        latent_dim (`int`, defaults to 64): width of the code z.
+        sample_size (`int`, *optional*): the UNet's image size (checked against the UNet, not used to build G).
+        out_channels (`int`, defaults to 3): image channels of G's output (the UNet's `out_channels`).
+        block_out_channels (`tuple[int]`): the UNet's `block_out_channels`.
+        up_block_types (`tuple[str]`): the UNet's up blocks, `"UpBlock2D"` or `"AttnUpBlock2D"`.
+        layers_per_block (`int`, defaults to 2): the UNet's `layers_per_block` (each up block has one more).
+        temb_channels (`int`, *optional*): width of the UNet's time embedding (defaults to
+            `4 * block_out_channels[0]`, as in `UNet2DModel`).
+        z_embed_dim (`int`, *optional*): width of the shared code embedding (defaults to `temb_channels`).
+        norm_num_groups (`int`, defaults to 32), norm_eps (`float`, defaults to 1e-5), act_fn (`str`, defaults to
+            `"silu"`), attention_head_dim (`int`, *optional*), resnet_time_scale_shift (`str`, defaults to
+            `"default"`), upsample_type (`str`, defaults to `"conv"`), dropout (`float`, defaults to 0.0): as in the
+            UNet.
+    """
+
+    @register_to_config
+    def __init__(
+        self,
+        latent_dim: int = 64,
+        sample_size: int | None = None,
+        out_channels: int = 3,
+        block_out_channels: tuple[int, ...] = (64, 128, 256),
+        up_block_types: tuple[str, ...] = ("UpBlock2D", "UpBlock2D", "UpBlock2D"),
+        layers_per_block: int = 2,
+        temb_channels: int | None = None,
+        z_embed_dim: int | None = None,
+        norm_num_groups: int = 32,
+        norm_eps: float = 1e-5,
+        act_fn: str = "silu",
+        attention_head_dim: int | None = 8,
+        resnet_time_scale_shift: str = "default",
+        upsample_type: str = "conv",
+        dropout: float = 0.0,
+    ):
+        super().__init__()
+        if len(block_out_channels) != len(up_block_types):
+            raise ValueError(
+                f"block_out_channels {tuple(block_out_channels)} and up_block_types {tuple(up_block_types)} must have "
+                "the same length (one up block per resolution)."
+            )
+        for block_type in up_block_types:
+            if block_type not in SUPPORTED_UP_BLOCKS:
+                raise ValueError(f"Unsupported up block {block_type!r}; supported: {SUPPORTED_UP_BLOCKS}.")
+        temb_channels = temb_channels or 4 * block_out_channels[0]
+        z_embed_dim = z_embed_dim or temb_channels
+
+        self.z_embedding = nn.Linear(latent_dim, z_embed_dim)
+
+        reversed_channels = list(reversed(block_out_channels))
+        output_channel = reversed_channels[0]
+        self.up_blocks = nn.ModuleList()
+        for i, block_type in enumerate(up_block_types):
+            prev_output_channel, output_channel = output_channel, reversed_channels[i]
+            self.up_blocks.append(
+                GradientEstimatorUpBlock(
+                    in_channels=reversed_channels[min(i + 1, len(block_out_channels) - 1)],
+                    prev_output_channel=prev_output_channel,
+                    out_channels=output_channel,
+                    temb_channels=temb_channels,
+                    z_channels=z_embed_dim,
+                    num_layers=layers_per_block + 1,
+                    add_attention=block_type == "AttnUpBlock2D",
+                    add_upsample=i < len(block_out_channels) - 1,
+                    upsample_type=upsample_type,
+                    resnet_eps=norm_eps,
+                    resnet_groups=norm_num_groups,
+                    resnet_act_fn=act_fn,
+                    resnet_time_scale_shift=resnet_time_scale_shift,
+                    attention_head_dim=attention_head_dim or output_channel,
+                    dropout=dropout,
+                )
+            )
+
+        self.conv_norm_out = nn.GroupNorm(num_channels=block_out_channels[0], num_groups=norm_num_groups, eps=norm_eps)
+        self.conv_act = get_activation(act_fn)
+        self.conv_out = nn.Conv2d(block_out_channels[0], out_channels, kernel_size=3, padding=1)
+        nn.init.zeros_(self.conv_out.weight)
+        nn.init.zeros_(self.conv_out.bias)
+
+    @classmethod
+    def from_unet(
+        cls, unet: UNet2DModel, latent_dim: int = 64, warm_start: bool = False, **kwargs
+    ) -> GradientEstimator:
+        """Build a gradient estimator shaped like `unet`'s decoder half.
+
+        Args:
+            unet (`UNet2DModel`): the pre-trained noise predictor G will serve.
+            latent_dim (`int`, defaults to 64): width of the code z.
+            warm_start (`bool`, defaults to `False`): initialise the up blocks and output norm from `unet`'s (the
+                code projections stay freshly initialised and the output conv stays zero, so G = 0 still).
+            kwargs: overrides of other config entries (e.g. `z_embed_dim`, `dropout`).
+
+        Raises:
+            `ValueError`: if `unet` has a block type or embedding PDAE cannot serve (the message names it).
+        """
+        check_unet_supported(unet.config)
+        config = {key: unet.config[key] for key in UNET_LAYOUT_KEYS}
+        config.update(
+            norm_eps=unet.config.norm_eps,
+            act_fn=unet.config.act_fn,
+            attention_head_dim=unet.config.attention_head_dim,
+            dropout=unet.config.dropout,
+            temb_channels=unet.time_embedding.linear_2.out_features,
+        )
+        config.update(kwargs)
+        estimator = cls(latent_dim=latent_dim, **config)
+        if warm_start:
+            estimator.warm_start_from(unet)
+        return estimator
+
+    def warm_start_from(self, unet: UNet2DModel) -> None:
+        """Copy the UNet's up-block and output-norm weights into G and make every parameter of G trainable."""
+        missing, unexpected = self.up_blocks.load_state_dict(unet.up_blocks.state_dict(), strict=False)
+        if unexpected or any(".z_proj." not in key for key in missing):
+            raise ValueError(
+                f"The UNet's up blocks do not match this GradientEstimator (missing {missing[:3]}, unexpected "
+                f"{unexpected[:3]}); build it with GradientEstimator.from_unet(unet)."
+            )
+        self.conv_norm_out.load_state_dict(unet.conv_norm_out.state_dict())
+        # Weights copied from a frozen UNet keep requires_grad=False in some flows; G must train.
+        self.requires_grad_(True)
+
+    def check_compatible(self, unet: UNet2DModel) -> None:
+        """Raise a `ValueError` if this estimator was not built for `unet`'s layout."""
+        check_unet_supported(unet.config)
+        temb_channels = unet.time_embedding.linear_2.out_features
+        mismatches = [
+            f"{key}: UNet {unet.config[key]!r} vs gradient_estimator {self.config[key]!r}"
+            for key in UNET_LAYOUT_KEYS
+            if _normalised(unet.config[key]) != _normalised(self.config[key])
+        ]
+        if temb_channels != self.config.temb_channels:
+            mismatches.append(f"temb_channels: UNet {temb_channels} vs gradient_estimator {self.config.temb_channels}")
+        if mismatches:
+            raise ValueError(
+                "The gradient estimator does not fit the UNet (" + "; ".join(mismatches) + "). Build a matching one "
+                "with GradientEstimator.from_unet(unet, latent_dim=...) and train it on this UNet."
+            )
+
+    def forward(
+        self,
+        down_block_res_samples: tuple[torch.Tensor, ...],
+        mid_block_res_sample: torch.Tensor,
+        temb: torch.Tensor,
+        z: torch.Tensor,
+        return_dict: bool = True,
+    ) -> GradientEstimatorOutput | tuple:
+        r"""
+        Args:
+            down_block_res_samples (`tuple[torch.Tensor]`): the frozen UNet's encoder-half skip features, conv_in
+                output first (see [`UNetFeatures`]).
+            mid_block_res_sample (`torch.Tensor` of shape `(B, C_mid, H_mid, W_mid)`): the frozen UNet's mid-block
+                output.
+            temb (`torch.Tensor` of shape `(B, temb_channels)`): the frozen UNet's time embedding.
+            z (`torch.Tensor` of shape `(B, latent_dim)`): codes from the encoder.
+            return_dict (`bool`, defaults to `True`): return a [`GradientEstimatorOutput`] instead of a tuple.
+
+        Returns:
+            [`GradientEstimatorOutput`] with `sample` of shape `(B, out_channels, H, W)`, or `(sample,)`.
+        """
+        if z.ndim != 2 or z.shape[1] != self.config.latent_dim:
+            raise ValueError(
+                f"z must have shape (batch_size, {self.config.latent_dim}), got {tuple(z.shape)}; it should come from "
+                "the PDAEEncoder trained with this gradient estimator."
+            )
+        zemb = self.z_embedding(z.to(self.dtype))
+        temb = temb.to(self.dtype)
+        # Attention outputs of the UNet come back channels-last strided; torch 2.13's CPU GroupNorm backward
+        # crashes on such inputs, so hand G contiguous tensors.
+        hidden_states = mid_block_res_sample.to(self.dtype).contiguous()
+        skips = [skip.to(self.dtype).contiguous() for skip in down_block_res_samples]
+        for block in self.up_blocks:
+            block_skips, skips = skips[-len(block.resnets) :], skips[: -len(block.resnets)]
+            hidden_states = block(hidden_states, block_skips, temb, zemb)
+        if skips:
+            raise ValueError(
+                f"{len(skips)} encoder feature maps were left unused: the features do not come from a UNet with this "
+                "gradient estimator's layout."
+            )
+        sample = self.conv_out(self.conv_act(self.conv_norm_out(hidden_states)))
+        if not return_dict:
+            return (sample,)
+        return GradientEstimatorOutput(sample=sample)
+
+    def from_features(self, features: UNetFeatures, z: torch.Tensor) -> torch.Tensor:
+        """G(x_t, z, t) from a [`UNetFeatures`] of the frozen UNet's pass over x_t. Shape `(B, C, H, W)`."""
+        return self(features.down_block_res_samples, features.mid_block_res_sample, features.temb, z).sample
+
+
+def _normalised(value):
+    return list(value) if isinstance(value, (list, tuple)) else value

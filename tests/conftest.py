@@ -1,0 +1,76 @@
+"""Tiny seeded models shared by the tests (CPU, offline, milliseconds per forward)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from diffusers import DDIMScheduler, UNet2DModel
+
+from diffusers_pdae import GradientEstimator, PDAEEncoder, PDAEPipeline
+
+LATENT_DIM = 8
+
+
+def tiny_unet(seed: int = 0, in_channels: int = 1, sample_size: int = 16) -> UNet2DModel:
+    torch.manual_seed(seed)
+    return UNet2DModel(
+        sample_size=sample_size,
+        in_channels=in_channels,
+        out_channels=in_channels,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+        up_block_types=("AttnUpBlock2D", "UpBlock2D"),
+        norm_num_groups=4,
+        attention_head_dim=8,
+    ).eval()
+
+
+def tiny_encoder(seed: int = 1, in_channels: int = 1, sample_size: int = 16) -> PDAEEncoder:
+    torch.manual_seed(seed)
+    return PDAEEncoder(
+        in_channels=in_channels,
+        sample_size=sample_size,
+        latent_dim=LATENT_DIM,
+        block_out_channels=(8, 16),
+        norm_num_groups=4,
+    ).eval()
+
+
+def perturb_output(gradient_estimator: GradientEstimator, seed: int = 2, scale: float = 0.05) -> GradientEstimator:
+    """G starts at exactly zero; give its output conv small random weights so the shift matters in a test."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        weight = gradient_estimator.conv_out.weight
+        weight.copy_(scale * torch.randn(weight.shape, generator=generator))
+    return gradient_estimator
+
+
+def smooth(unet: UNet2DModel, scale: float = 0.01) -> UNet2DModel:
+    """Shrink a random UNet's output so its noise prediction is a small, smooth function of x (well-posed ODE)."""
+    with torch.no_grad():
+        unet.conv_out.weight.mul_(scale)
+        unet.conv_out.bias.mul_(scale)
+    return unet
+
+
+def tiny_pipeline(scheduler=None, shift: bool = True, unet: UNet2DModel | None = None) -> PDAEPipeline:
+    unet = unet or tiny_unet()
+    torch.manual_seed(3)
+    gradient_estimator = GradientEstimator.from_unet(unet, latent_dim=LATENT_DIM).eval()
+    if shift:
+        perturb_output(gradient_estimator)
+    scheduler = scheduler or DDIMScheduler(num_train_timesteps=1000, clip_sample=False)
+    pipeline = PDAEPipeline(unet, scheduler, tiny_encoder(), gradient_estimator)
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline
+
+
+def tiny_images(batch_size: int = 2, seed: int = 4, channels: int = 1, size: int = 16) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.rand(batch_size, channels, size, size, generator=generator) * 2 - 1
+
+
+@pytest.fixture
+def pipeline() -> PDAEPipeline:
+    return tiny_pipeline()
