@@ -1,0 +1,3 @@
+from .pipeline_pdae import PDAEPipeline
+
+__all__ = ["PDAEPipeline"]
