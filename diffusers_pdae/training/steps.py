@@ -1,0 +1,59 @@
+"""Pieces shared by `examples/train_dpm.py` and `examples/train_pdae.py`: data, timesteps and the PDAE step."""
+
+from __future__ import annotations
+
+import torch
+from diffusers import DDPMScheduler, UNet2DModel
+
+from ..models.encoder import PDAEEncoder
+from ..models.gradient_estimator import GradientEstimator
+from ..models.unet_features import unet_forward_with_features
+from ..pdae_math import pdae_loss
+
+
+def sample_timesteps(
+    batch_size: int, num_train_timesteps: int, device: torch.device | str, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """t ~ U{0, ..., T-1}, shape `(batch_size,)`, long."""
+    return torch.randint(0, num_train_timesteps, (batch_size,), generator=generator, device="cpu").to(device)
+
+
+def freeze(unet: UNet2DModel) -> UNet2DModel:
+    """Put the pre-trained UNet in eval mode with no trainable parameters (PDAE never updates it)."""
+    unet.requires_grad_(False)
+    return unet.eval()
+
+
+def pdae_training_loss(
+    unet: UNet2DModel,
+    encoder: PDAEEncoder,
+    gradient_estimator: GradientEstimator,
+    noise_scheduler: DDPMScheduler,
+    clean_images: torch.Tensor,
+    noise: torch.Tensor,
+    timesteps: torch.Tensor,
+    gamma: float = 0.1,
+) -> torch.Tensor:
+    """Per-sample PDAE loss for one batch, with a single frozen UNet pass.
+
+    The frozen UNet runs once without gradient and yields both eps_theta and the features G needs; gradients reach
+    only the encoder and G. `encoder` and `gradient_estimator` may be wrapped by `accelerator.prepare` (DDP), so they
+    are called through `__call__`.
+
+    Args:
+        clean_images (`torch.Tensor` of shape `(B, C, H, W)`): x_0 in [-1, 1].
+        noise (`torch.Tensor` of shape `(B, C, H, W)`): eps ~ N(0, I).
+        timesteps (`torch.Tensor` of shape `(B,)`): training timesteps.
+        gamma (`float`, defaults to 0.1): exponent of the SNR in the loss weight.
+
+    Returns:
+        `torch.Tensor` of shape `(B,)`.
+    """
+    with torch.no_grad():
+        noisy_images = noise_scheduler.add_noise(clean_images, noise, timesteps)
+        features = unet_forward_with_features(unet, noisy_images.to(unet.dtype), timesteps)
+    z = encoder(clean_images)
+    gradient = gradient_estimator(
+        features.down_block_res_samples, features.mid_block_res_sample, features.temb, z
+    ).sample
+    return pdae_loss(noise, features.noise_pred, gradient, timesteps, noise_scheduler.betas, gamma)

@@ -1,0 +1,178 @@
+"""Pre-train a small unconditional DDPM (UNet2DModel + DDPMScheduler) to serve as PDAE's frozen DPM.
+
+    accelerate launch examples/train_dpm.py --output_dir pretrained/ddpm-mnist --max_train_steps 20000 --use_ema
+
+Flags follow diffusers' `examples/unconditional_image_generation/train_unconditional.py`. Without --dataset_name or
+--train_data_dir it trains on the bundled MNIST "train" split (offline). The output folder is an ordinary diffusers
+`DDPMPipeline`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+import torch
+import torch.nn.functional as F
+from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
+from diffusers.optimization import get_scheduler
+from diffusers.training_utils import EMAModel
+
+from diffusers_pdae.data.training_data import load_training_dataset
+from diffusers_pdae.image_utils import make_grid
+from diffusers_pdae.training import (
+    GeneratorState,
+    TrainingLoop,
+    TrainingSchedule,
+    add_data_args,
+    add_optimization_args,
+    add_output_args,
+    finalize_args,
+    make_accelerator,
+    register_checkpoint_hooks,
+    sample_timesteps,
+)
+
+# The bundled MNIST DPM: 1.6M parameters, 32x32 (28x28 digits padded), attention at 8x8.
+MNIST_UNET_CONFIG = {
+    "sample_size": 32,
+    "in_channels": 1,
+    "out_channels": 1,
+    "block_out_channels": (32, 64, 64),
+    "layers_per_block": 2,
+    "down_block_types": ("DownBlock2D", "DownBlock2D", "AttnDownBlock2D"),
+    "up_block_types": ("AttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
+    "norm_num_groups": 8,
+    "attention_head_dim": 32,
+}
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--model_config_name_or_path",
+        type=str,
+        default=None,
+        help="A UNet2DModel config (folder or JSON file); defaults to the bundled MNIST layout.",
+    )
+    parser.add_argument("--ddpm_num_steps", type=int, default=1000)
+    parser.add_argument("--ddpm_num_inference_steps", type=int, default=1000)
+    parser.add_argument("--ddpm_beta_schedule", type=str, default="linear")
+    parser.add_argument("--eval_batch_size", type=int, default=64, help="Samples in the validation grid.")
+    add_data_args(parser)
+    add_optimization_args(parser, learning_rate=2e-4)
+    add_output_args(parser, output_dir="ddpm-model")
+    return finalize_args(parser.parse_args(argv))
+
+
+def build_unet(args) -> UNet2DModel:
+    if args.model_config_name_or_path is None:
+        config = dict(MNIST_UNET_CONFIG)
+    elif os.path.isfile(args.model_config_name_or_path):
+        with open(args.model_config_name_or_path) as f:
+            config = json.load(f)
+    else:
+        config = UNet2DModel.load_config(args.model_config_name_or_path)
+    if args.resolution is not None:
+        config["sample_size"] = args.resolution
+    return UNet2DModel.from_config(config)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    accelerator = make_accelerator(args)
+    noise_generator = torch.Generator().manual_seed(args.seed + accelerator.process_index)
+
+    unet = build_unet(args)
+    args.resolution = unet.config.sample_size
+    noise_scheduler = DDPMScheduler(num_train_timesteps=args.ddpm_num_steps, beta_schedule=args.ddpm_beta_schedule)
+    dataset = load_training_dataset(
+        args.dataset_name, args.dataset_config_name, args.train_data_dir, args.image_column,
+        unet.config.in_channels, args.resolution, args.center_crop, args.random_flip, args.cache_dir,
+    )  # fmt: skip
+    train_dataloader = torch.utils.data.DataLoader(
+        dataset, batch_size=args.train_batch_size, shuffle=True, num_workers=args.dataloader_num_workers
+    )
+
+    ema_unet = None
+    if args.use_ema:
+        ema_unet = EMAModel(
+            unet.parameters(), decay=args.ema_max_decay, use_ema_warmup=True, inv_gamma=args.ema_inv_gamma,
+            power=args.ema_power, model_cls=UNet2DModel, model_config=unet.config,
+        )  # fmt: skip
+    optimizer = torch.optim.AdamW(
+        unet.parameters(),
+        lr=args.learning_rate,
+        betas=(args.adam_beta1, args.adam_beta2),
+        weight_decay=args.adam_weight_decay,
+        eps=args.adam_epsilon,
+    )
+    schedule = TrainingSchedule.from_args(args, len(train_dataloader) // accelerator.num_processes)
+    lr_scheduler = get_scheduler(
+        args.lr_scheduler,
+        optimizer=optimizer,
+        num_warmup_steps=args.lr_warmup_steps * accelerator.num_processes,
+        num_training_steps=schedule.max_train_steps * accelerator.num_processes,
+    )
+    unet, optimizer, train_dataloader, lr_scheduler = accelerator.prepare(
+        unet, optimizer, train_dataloader, lr_scheduler
+    )
+    register_checkpoint_hooks(accelerator, {"unet": unet}, {"unet_ema": ema_unet} if ema_unet else {})
+    accelerator.register_for_checkpointing(GeneratorState(noise_generator))
+    if ema_unet is not None:
+        ema_unet.to(accelerator.device)
+    if accelerator.is_main_process:
+        os.makedirs(args.output_dir, exist_ok=True)
+        accelerator.init_trackers("train_dpm", config={k: v for k, v in vars(args).items() if v is not None})
+
+    def compute_loss(batch):
+        clean_images = batch["pixel_values"]
+        noise = torch.randn(clean_images.shape, generator=noise_generator).to(clean_images.device)
+        timesteps = sample_timesteps(clean_images.shape[0], args.ddpm_num_steps, clean_images.device, noise_generator)
+        noisy_images = noise_scheduler.add_noise(clean_images, noise, timesteps)
+        noise_pred = unet(noisy_images, timesteps).sample
+        return F.mse_loss(noise_pred.float(), noise.float(), reduction="none").mean(dim=(1, 2, 3))
+
+    def final_unet() -> UNet2DModel:
+        model = accelerator.unwrap_model(unet)
+        if ema_unet is None:
+            return model
+        model = UNet2DModel.from_config(model.config)
+        ema_unet.copy_to(model.parameters())
+        return model.to(accelerator.device)
+
+    def save_samples(epoch: int, global_step: int) -> None:
+        last_epoch = global_step >= schedule.max_train_steps
+        if not accelerator.is_main_process or not (last_epoch or (epoch + 1) % args.save_images_epochs == 0):
+            return
+        pipeline = DDPMPipeline(unet=final_unet(), scheduler=noise_scheduler)
+        pipeline.set_progress_bar_config(disable=True)
+        generator = torch.Generator().manual_seed(0)
+        images = pipeline(
+            generator=generator, batch_size=args.eval_batch_size, num_inference_steps=args.ddpm_num_inference_steps,
+            output_type="np",
+        ).images  # fmt: skip
+        grid = make_grid(torch.from_numpy(images).permute(0, 3, 1, 2), nrow=8)
+        os.makedirs(os.path.join(args.output_dir, "samples"), exist_ok=True)
+        grid.save(os.path.join(args.output_dir, "samples", f"step-{global_step:06d}.png"))
+        for tracker in accelerator.trackers:
+            if tracker.name == "tensorboard":
+                tracker.writer.add_images("samples", images.transpose(0, 3, 1, 2), global_step)
+
+    loop = TrainingLoop(
+        accelerator, args, [unet], optimizer, lr_scheduler, train_dataloader, compute_loss, schedule,
+        ema_models=[ema_unet] if ema_unet else [], on_epoch_end=save_samples,
+    )  # fmt: skip
+    loop.resume()
+    loop.run()
+
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        DDPMPipeline(unet=final_unet(), scheduler=noise_scheduler).save_pretrained(args.output_dir)
+        accelerator.print(f"Saved DDPMPipeline to {args.output_dir}")
+    accelerator.end_training()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,218 @@
+"""Train PDAE's encoder and gradient estimator on a frozen, pre-trained diffusers UNet2DModel.
+
+    accelerate launch examples/train_pdae.py \
+        --pretrained_model_name_or_path pretrained/ddpm-mnist --output_dir pdae-mnist --max_train_steps 20000
+
+Flags follow diffusers' `examples/unconditional_image_generation/train_unconditional.py`. Without --dataset_name or
+--train_data_dir it trains on the bundled MNIST "train" split (offline). Only the encoder and G are optimised; the
+UNet stays frozen in the weight dtype. The output folder is a complete `PDAEPipeline`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+import torch
+from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
+from diffusers.optimization import get_scheduler
+from diffusers.training_utils import EMAModel
+
+import diffusers_pdae  # noqa: F401  (registers the PDAE classes for saving/loading)
+from diffusers_pdae import GradientEstimator, PDAEEncoder, PDAEPipeline
+from diffusers_pdae.data.training_data import load_training_dataset, validation_images
+from diffusers_pdae.image_utils import labelled_rows
+from diffusers_pdae.training import (
+    GeneratorState,
+    TrainingLoop,
+    TrainingSchedule,
+    add_data_args,
+    add_optimization_args,
+    add_output_args,
+    finalize_args,
+    freeze,
+    make_accelerator,
+    pdae_training_loss,
+    register_checkpoint_hooks,
+    sample_timesteps,
+)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--pretrained_model_name_or_path",
+        type=str,
+        default="pretrained/ddpm-mnist",
+        help="A diffusers DDPM/DDIM pipeline folder or Hub id with `unet/` and `scheduler/`.",
+    )
+    parser.add_argument("--latent_dim", type=int, default=64, help="Width of the code z.")
+    parser.add_argument(
+        "--encoder_block_out_channels", type=int, nargs="+", default=[32, 64, 128, 128], help="Encoder widths."
+    )
+    parser.add_argument("--encoder_norm_num_groups", type=int, default=8)
+    parser.add_argument("--lambda_gamma", type=float, default=0.1, help="gamma in lambda_t = SNR^gamma / (1 + SNR).")
+    parser.add_argument(
+        "--warm_start_from_unet", action="store_true", help="Initialise G's decoder half from the UNet's up blocks."
+    )
+    parser.add_argument("--num_validation_images", type=int, default=8, help="Held-out images in the grid.")
+    parser.add_argument("--validation_inference_steps", type=int, default=20, help="DDIM steps for validation.")
+    add_data_args(parser)
+    add_optimization_args(parser, learning_rate=1e-4)
+    add_output_args(parser, output_dir="pdae-model")
+    return finalize_args(parser.parse_args(argv))
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    accelerator = make_accelerator(args)
+    noise_generator = torch.Generator().manual_seed(args.seed + accelerator.process_index)
+    torch.manual_seed(args.seed)  # identical initial weights on every process
+
+    weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(accelerator.mixed_precision, torch.float32)
+    unet = freeze(UNet2DModel.from_pretrained(args.pretrained_model_name_or_path, subfolder="unet"))
+    unet.to(accelerator.device)
+    if weight_dtype != torch.float32:
+        unet.to(dtype=weight_dtype)
+    noise_scheduler = DDPMScheduler.from_pretrained(args.pretrained_model_name_or_path, subfolder="scheduler")
+    args.resolution = args.resolution or unet.config.sample_size
+    if args.resolution != unet.config.sample_size:
+        raise ValueError(
+            f"--resolution {args.resolution} differs from the UNet's sample_size {unet.config.sample_size}; PDAE "
+            "trains at the resolution of the pre-trained DPM."
+        )
+
+    encoder = PDAEEncoder(
+        in_channels=unet.config.in_channels,
+        sample_size=unet.config.sample_size,
+        latent_dim=args.latent_dim,
+        block_out_channels=tuple(args.encoder_block_out_channels),
+        norm_num_groups=args.encoder_norm_num_groups,
+    )
+    gradient_estimator = GradientEstimator.from_unet(
+        unet, latent_dim=args.latent_dim, warm_start=args.warm_start_from_unet
+    )
+    gradient_estimator.requires_grad_(True)
+
+    dataset = load_training_dataset(
+        args.dataset_name, args.dataset_config_name, args.train_data_dir, args.image_column,
+        unet.config.in_channels, args.resolution, args.center_crop, args.random_flip, args.cache_dir,
+    )  # fmt: skip
+    held_out = validation_images(dataset, args.num_validation_images)
+    train_dataloader = torch.utils.data.DataLoader(
+        held_out.train_dataset, batch_size=args.train_batch_size, shuffle=True,
+        num_workers=args.dataloader_num_workers,
+    )  # fmt: skip
+
+    named_emas = {}
+    if args.use_ema:
+        for name, model in (("encoder_ema", encoder), ("gradient_estimator_ema", gradient_estimator)):
+            named_emas[name] = EMAModel(
+                model.parameters(), decay=args.ema_max_decay, use_ema_warmup=True, inv_gamma=args.ema_inv_gamma,
+                power=args.ema_power, model_cls=type(model), model_config=model.config,
+            )  # fmt: skip
+    optimizer = torch.optim.AdamW(
+        list(encoder.parameters()) + list(gradient_estimator.parameters()),
+        lr=args.learning_rate,
+        betas=(args.adam_beta1, args.adam_beta2),
+        weight_decay=args.adam_weight_decay,
+        eps=args.adam_epsilon,
+    )
+    schedule = TrainingSchedule.from_args(args, len(train_dataloader) // accelerator.num_processes)
+    lr_scheduler = get_scheduler(
+        args.lr_scheduler,
+        optimizer=optimizer,
+        num_warmup_steps=args.lr_warmup_steps * accelerator.num_processes,
+        num_training_steps=schedule.max_train_steps * accelerator.num_processes,
+    )
+    encoder, gradient_estimator, optimizer, train_dataloader, lr_scheduler = accelerator.prepare(
+        encoder, gradient_estimator, optimizer, train_dataloader, lr_scheduler
+    )
+    register_checkpoint_hooks(accelerator, {"encoder": encoder, "gradient_estimator": gradient_estimator}, named_emas)
+    accelerator.register_for_checkpointing(GeneratorState(noise_generator))
+    for ema_model in named_emas.values():
+        ema_model.to(accelerator.device)
+    if accelerator.is_main_process:
+        os.makedirs(args.output_dir, exist_ok=True)
+        accelerator.init_trackers("train_pdae", config={k: str(v) for k, v in vars(args).items() if v is not None})
+
+    def compute_loss(batch):
+        clean_images = batch["pixel_values"]
+        noise = torch.randn(clean_images.shape, generator=noise_generator).to(clean_images.device)
+        timesteps = sample_timesteps(
+            clean_images.shape[0], noise_scheduler.config.num_train_timesteps, clean_images.device, noise_generator
+        )
+        return pdae_training_loss(
+            unet, encoder, gradient_estimator, noise_scheduler, clean_images, noise, timesteps, args.lambda_gamma
+        )
+
+    def final_models() -> tuple[PDAEEncoder, GradientEstimator]:
+        models = []
+        for name, model in (("encoder_ema", encoder), ("gradient_estimator_ema", gradient_estimator)):
+            model = accelerator.unwrap_model(model)
+            if name in named_emas:
+                copy = type(model).from_config(model.config)
+                named_emas[name].copy_to(copy.parameters())
+                model = copy.to(accelerator.device)
+            models.append(model)
+        return tuple(models)
+
+    def build_pipeline() -> PDAEPipeline:
+        final_encoder, final_estimator = final_models()
+        scheduler = DDIMScheduler.from_config(noise_scheduler.config, clip_sample=False)
+        pipeline = PDAEPipeline(unet, scheduler, final_encoder.eval(), final_estimator.eval())
+        pipeline.set_progress_bar_config(disable=True)
+        return pipeline
+
+    def validate(global_step: int) -> dict:
+        pipeline = build_pipeline()
+        images = held_out.images.to(accelerator.device)
+        steps = args.validation_inference_steps
+        inferred = pipeline.reconstruct(images, num_inference_steps=steps, output_type="pt").images
+        generator = torch.Generator().manual_seed(0)
+        random_xt = pipeline.reconstruct(
+            images, num_inference_steps=steps, invert=False, generator=generator, output_type="pt"
+        ).images
+        originals = (images / 2 + 0.5).clamp(0, 1)
+        grid = labelled_rows([("original", originals), ("inferred x_T", inferred), ("random x_T", random_xt)])
+        os.makedirs(os.path.join(args.output_dir, "validation"), exist_ok=True)
+        grid.save(os.path.join(args.output_dir, "validation", f"step-{global_step:06d}.png"))
+        for tracker in accelerator.trackers:
+            if tracker.name == "tensorboard":
+                import numpy as np
+
+                tracker.writer.add_image("reconstructions", np.asarray(grid), global_step, dataformats="HWC")
+        return {
+            "val_mse_inferred_xT": (inferred - originals).pow(2).mean().item(),
+            "val_mse_random_xT": (random_xt - originals).pow(2).mean().item(),
+        }
+
+    def on_step_end(global_step: int) -> dict | None:
+        if args.validation_steps and global_step % args.validation_steps == 0 and accelerator.is_main_process:
+            return validate(global_step)
+        return None
+
+    def on_epoch_end(epoch: int, global_step: int) -> None:
+        last_epoch = global_step >= schedule.max_train_steps
+        if accelerator.is_main_process and (last_epoch or (epoch + 1) % args.save_images_epochs == 0):
+            accelerator.log(validate(global_step), step=global_step)
+
+    loop = TrainingLoop(
+        accelerator, args, [encoder, gradient_estimator], optimizer, lr_scheduler, train_dataloader, compute_loss,
+        schedule, ema_models=list(named_emas.values()), on_step_end=on_step_end, on_epoch_end=on_epoch_end,
+    )  # fmt: skip
+    loop.resume()
+    loop.run()
+
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        pipeline = build_pipeline()
+        if weight_dtype != torch.float32:
+            pipeline.unet.to(dtype=torch.float32)
+        pipeline.save_pretrained(args.output_dir)
+        accelerator.print(f"Saved PDAEPipeline to {args.output_dir}")
+    accelerator.end_training()
+
+
+if __name__ == "__main__":
+    main()
