@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
@@ -60,6 +61,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--ddpm_num_inference_steps", type=int, default=1000)
     parser.add_argument("--ddpm_beta_schedule", type=str, default="linear")
     parser.add_argument("--eval_batch_size", type=int, default=64, help="Samples in the validation grid.")
+    parser.add_argument(
+        "--num_class_embeds",
+        type=int,
+        default=None,
+        help="Train a class-conditional DPM with this many classes (the bundled MNIST has 10 digit labels); used to "
+        "compare conditional and unconditional diffusion losses.",
+    )
     add_data_args(parser)
     add_optimization_args(parser, learning_rate=2e-4)
     add_output_args(parser, output_dir="ddpm-model")
@@ -76,7 +84,24 @@ def build_unet(args) -> UNet2DModel:
         config = UNet2DModel.load_config(args.model_config_name_or_path)
     if args.resolution is not None:
         config["sample_size"] = args.resolution
+    if args.num_class_embeds is not None:
+        config["num_class_embeds"] = args.num_class_embeds
     return UNet2DModel.from_config(config)
+
+
+@torch.no_grad()
+def sample_class_conditional(unet: UNet2DModel, noise_scheduler: DDPMScheduler, args, generator) -> np.ndarray:
+    """DDPM samples of a class-conditional UNet, classes in turn (DDPMPipeline has no class labels)."""
+    scheduler = DDPMScheduler.from_config(noise_scheduler.config)
+    scheduler.set_timesteps(args.ddpm_num_inference_steps)
+    size = unet.config.sample_size
+    shape = (args.eval_batch_size, unet.config.in_channels, size, size)
+    sample = torch.randn(shape, generator=generator).to(unet.device)
+    labels = (torch.arange(args.eval_batch_size) % args.num_class_embeds).to(unet.device)
+    for t in scheduler.timesteps:
+        noise_pred = unet(sample, t, class_labels=labels).sample
+        sample = scheduler.step(noise_pred, t, sample, generator=generator).prev_sample
+    return (sample / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
 
 
 def main(argv=None):
@@ -131,7 +156,8 @@ def main(argv=None):
         noise = torch.randn(clean_images.shape, generator=noise_generator).to(clean_images.device)
         timesteps = sample_timesteps(clean_images.shape[0], args.ddpm_num_steps, clean_images.device, noise_generator)
         noisy_images = noise_scheduler.add_noise(clean_images, noise, timesteps)
-        noise_pred = unet(noisy_images, timesteps).sample
+        class_labels = batch["class_labels"] if args.num_class_embeds is not None else None
+        noise_pred = unet(noisy_images, timesteps, class_labels=class_labels).sample
         return F.mse_loss(noise_pred.float(), noise.float(), reduction="none").mean(dim=(1, 2, 3))
 
     def final_unet() -> UNet2DModel:
@@ -146,13 +172,16 @@ def main(argv=None):
         last_epoch = global_step >= schedule.max_train_steps
         if not accelerator.is_main_process or not (last_epoch or (epoch + 1) % args.save_images_epochs == 0):
             return
-        pipeline = DDPMPipeline(unet=final_unet(), scheduler=noise_scheduler)
-        pipeline.set_progress_bar_config(disable=True)
         generator = torch.Generator().manual_seed(0)
-        images = pipeline(
-            generator=generator, batch_size=args.eval_batch_size, num_inference_steps=args.ddpm_num_inference_steps,
-            output_type="np",
-        ).images  # fmt: skip
+        if args.num_class_embeds is None:
+            pipeline = DDPMPipeline(unet=final_unet(), scheduler=noise_scheduler)
+            pipeline.set_progress_bar_config(disable=True)
+            images = pipeline(
+                generator=generator, batch_size=args.eval_batch_size,
+                num_inference_steps=args.ddpm_num_inference_steps, output_type="np",
+            ).images  # fmt: skip
+        else:
+            images = sample_class_conditional(final_unet(), noise_scheduler, args, generator)
         grid = make_grid(torch.from_numpy(images).permute(0, 3, 1, 2), nrow=8)
         os.makedirs(os.path.join(args.output_dir, "samples"), exist_ok=True)
         grid.save(os.path.join(args.output_dir, "samples", f"step-{global_step:06d}.png"))

@@ -55,12 +55,42 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         "--warm_start_from_unet", action="store_true", help="Initialise G's decoder half from the UNet's up blocks."
     )
+    parser.add_argument(
+        "--init_from_pipeline",
+        type=str,
+        default=None,
+        help="Start from the encoder and gradient estimator of a trained PDAEPipeline (folder or Hub id) for the same "
+        "UNet, e.g. to train a released checkpoint further.",
+    )
     parser.add_argument("--num_validation_images", type=int, default=8, help="Held-out images in the grid.")
     parser.add_argument("--validation_inference_steps", type=int, default=20, help="DDIM steps for validation.")
     add_data_args(parser)
     add_optimization_args(parser, learning_rate=1e-4)
     add_output_args(parser, output_dir="pdae-model")
     return finalize_args(parser.parse_args(argv))
+
+
+def build_trainable_models(args, unet: UNet2DModel) -> tuple[PDAEEncoder, GradientEstimator]:
+    """A fresh encoder and G for `unet`, or the ones of --init_from_pipeline (checked against `unet`)."""
+    if args.init_from_pipeline is not None:
+        encoder = PDAEEncoder.from_pretrained(args.init_from_pipeline, subfolder="encoder")
+        gradient_estimator = GradientEstimator.from_pretrained(args.init_from_pipeline, subfolder="gradient_estimator")
+        gradient_estimator.check_compatible(unet)
+    else:
+        encoder = PDAEEncoder(
+            in_channels=unet.config.in_channels,
+            sample_size=unet.config.sample_size,
+            latent_dim=args.latent_dim,
+            block_out_channels=tuple(args.encoder_block_out_channels),
+            norm_num_groups=args.encoder_norm_num_groups,
+        )
+        gradient_estimator = GradientEstimator.from_unet(
+            unet, latent_dim=args.latent_dim, warm_start=args.warm_start_from_unet
+        )
+    # Weights copied from a frozen UNet may arrive with requires_grad=False; both models must train.
+    encoder.requires_grad_(True)
+    gradient_estimator.requires_grad_(True)
+    return encoder.train(), gradient_estimator.train()
 
 
 def main(argv=None):
@@ -82,17 +112,7 @@ def main(argv=None):
             "trains at the resolution of the pre-trained DPM."
         )
 
-    encoder = PDAEEncoder(
-        in_channels=unet.config.in_channels,
-        sample_size=unet.config.sample_size,
-        latent_dim=args.latent_dim,
-        block_out_channels=tuple(args.encoder_block_out_channels),
-        norm_num_groups=args.encoder_norm_num_groups,
-    )
-    gradient_estimator = GradientEstimator.from_unet(
-        unet, latent_dim=args.latent_dim, warm_start=args.warm_start_from_unet
-    )
-    gradient_estimator.requires_grad_(True)
+    encoder, gradient_estimator = build_trainable_models(args, unet)
 
     dataset = load_training_dataset(
         args.dataset_name, args.dataset_config_name, args.train_data_dir, args.image_column,

@@ -14,22 +14,29 @@ from .mnist import load_mnist_arrays, mnist_to_tensor
 
 
 class TensorImageDataset(Dataset):
-    """Images already in the model's space, `(N, C, H, W)` in [-1, 1]; items are `{"pixel_values": (C, H, W)}`."""
+    """Images already in the model's space, `(N, C, H, W)` in [-1, 1], with optional integer labels `(N,)`.
 
-    def __init__(self, images: torch.Tensor):
+    Items are `{"pixel_values": (C, H, W)}`, plus `"class_labels"` (a long scalar) when labels are given.
+    """
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor | None = None):
         self.images = images
+        self.labels = labels
 
     def __len__(self) -> int:
         return self.images.shape[0]
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        return {"pixel_values": self.images[index]}
+        item = {"pixel_values": self.images[index]}
+        if self.labels is not None:
+            item["class_labels"] = self.labels[index]
+        return item
 
 
 def bundled_mnist_dataset(resolution: int = 32, split: str = "train") -> TensorImageDataset:
-    """The bundled MNIST split as a dataset of `(1, resolution, resolution)` tensors (28x28 digits padded)."""
-    images, _ = load_mnist_arrays(split)
-    return TensorImageDataset(mnist_to_tensor(images, size=resolution))
+    """The bundled MNIST split as `(1, resolution, resolution)` tensors (28x28 digits padded) with digit labels."""
+    images, labels = load_mnist_arrays(split)
+    return TensorImageDataset(mnist_to_tensor(images, size=resolution), torch.from_numpy(labels))
 
 
 class ImageFileDataset(Dataset):
