@@ -24,14 +24,17 @@ from diffusers_pdae.data.training_data import load_training_dataset
 from diffusers_pdae.image_utils import make_grid
 from diffusers_pdae.training import (
     GeneratorState,
+    RankReport,
     TrainingLoop,
     TrainingSchedule,
     add_data_args,
     add_optimization_args,
     add_output_args,
+    dpm_model_card,
     finalize_args,
     make_accelerator,
     register_checkpoint_hooks,
+    release_folder,
     sample_timesteps,
 )
 
@@ -168,6 +171,8 @@ def main(argv=None):
         ema_unet.copy_to(model.parameters())
         return model.to(accelerator.device)
 
+    last_grid = {}
+
     def save_samples(epoch: int, global_step: int) -> None:
         last_epoch = global_step >= schedule.max_train_steps
         if not accelerator.is_main_process or not (last_epoch or (epoch + 1) % args.save_images_epochs == 0):
@@ -183,8 +188,9 @@ def main(argv=None):
         else:
             images = sample_class_conditional(final_unet(), noise_scheduler, args, generator)
         grid = make_grid(torch.from_numpy(images).permute(0, 3, 1, 2), nrow=8)
-        os.makedirs(os.path.join(args.output_dir, "samples"), exist_ok=True)
-        grid.save(os.path.join(args.output_dir, "samples", f"step-{global_step:06d}.png"))
+        last_grid["path"] = os.path.join(args.output_dir, "samples", f"step-{global_step:06d}.png")
+        os.makedirs(os.path.dirname(last_grid["path"]), exist_ok=True)
+        grid.save(last_grid["path"])
         for tracker in accelerator.trackers:
             if tracker.name == "tensorboard":
                 tracker.writer.add_images("samples", images.transpose(0, 3, 1, 2), global_step)
@@ -192,6 +198,7 @@ def main(argv=None):
     loop = TrainingLoop(
         accelerator, args, [unet], optimizer, lr_scheduler, train_dataloader, compute_loss, schedule,
         ema_models=[ema_unet] if ema_unet else [], on_epoch_end=save_samples,
+        rank_report=RankReport() if args.report_ranks else None,
     )  # fmt: skip
     loop.resume()
     loop.run()
@@ -199,6 +206,8 @@ def main(argv=None):
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         DDPMPipeline(unet=final_unet(), scheduler=noise_scheduler).save_pretrained(args.output_dir)
+        metrics = {"train_loss": loop.last_logs.get("loss")}
+        release_folder(args, dpm_model_card, metrics, loop.summary(), last_grid.get("path"), "samples.png")
         accelerator.print(f"Saved DDPMPipeline to {args.output_dir}")
     accelerator.end_training()
 

@@ -24,6 +24,7 @@ from diffusers_pdae.data.training_data import load_training_dataset, validation_
 from diffusers_pdae.image_utils import labelled_rows
 from diffusers_pdae.training import (
     GeneratorState,
+    RankReport,
     TrainingLoop,
     TrainingSchedule,
     add_data_args,
@@ -32,8 +33,10 @@ from diffusers_pdae.training import (
     finalize_args,
     freeze,
     make_accelerator,
+    pdae_model_card,
     pdae_training_loss,
     register_checkpoint_hooks,
+    release_folder,
     sample_timesteps,
 )
 
@@ -184,6 +187,8 @@ def main(argv=None):
         pipeline.set_progress_bar_config(disable=True)
         return pipeline
 
+    last_validation = {}
+
     def validate(global_step: int) -> dict:
         pipeline = build_pipeline()
         images = held_out.images.to(accelerator.device)
@@ -195,17 +200,22 @@ def main(argv=None):
         ).images
         originals = (images / 2 + 0.5).clamp(0, 1)
         grid = labelled_rows([("original", originals), ("inferred x_T", inferred), ("random x_T", random_xt)])
-        os.makedirs(os.path.join(args.output_dir, "validation"), exist_ok=True)
-        grid.save(os.path.join(args.output_dir, "validation", f"step-{global_step:06d}.png"))
+        grid_path = os.path.join(args.output_dir, "validation", f"step-{global_step:06d}.png")
+        os.makedirs(os.path.dirname(grid_path), exist_ok=True)
+        grid.save(grid_path)
         for tracker in accelerator.trackers:
             if tracker.name == "tensorboard":
                 import numpy as np
 
                 tracker.writer.add_image("reconstructions", np.asarray(grid), global_step, dataformats="HWC")
-        return {
-            "val_mse_inferred_xT": (inferred - originals).pow(2).mean().item(),
-            "val_mse_random_xT": (random_xt - originals).pow(2).mean().item(),
-        }
+        last_validation.update(
+            grid=grid_path,
+            metrics={
+                "val_mse_inferred_xT": (inferred - originals).pow(2).mean().item(),
+                "val_mse_random_xT": (random_xt - originals).pow(2).mean().item(),
+            },
+        )
+        return last_validation["metrics"]
 
     def on_step_end(global_step: int) -> dict | None:
         if args.validation_steps and global_step % args.validation_steps == 0 and accelerator.is_main_process:
@@ -220,6 +230,7 @@ def main(argv=None):
     loop = TrainingLoop(
         accelerator, args, [encoder, gradient_estimator], optimizer, lr_scheduler, train_dataloader, compute_loss,
         schedule, ema_models=list(named_emas.values()), on_step_end=on_step_end, on_epoch_end=on_epoch_end,
+        rank_report=RankReport() if args.report_ranks else None,
     )  # fmt: skip
     loop.resume()
     loop.run()
@@ -230,6 +241,8 @@ def main(argv=None):
         if weight_dtype != torch.float32:
             pipeline.unet.to(dtype=torch.float32)
         pipeline.save_pretrained(args.output_dir)
+        metrics = {"train_loss": loop.last_logs.get("loss"), **last_validation.get("metrics", {})}
+        release_folder(args, pdae_model_card, metrics, loop.summary(), last_validation.get("grid"))
         accelerator.print(f"Saved PDAEPipeline to {args.output_dir}")
     accelerator.end_training()
 

@@ -111,7 +111,24 @@ def load_training_dataset(
         dataset = datasets.load_dataset(dataset_name, dataset_config_name, cache_dir=cache_dir, split="train")
     else:
         dataset = datasets.load_dataset("imagefolder", data_dir=train_data_dir, cache_dir=cache_dir, split="train")
-    return ImageFileDataset(dataset, image_column, channels, resolution, center_crop, random_flip)
+    return check_first_item(ImageFileDataset(dataset, image_column, channels, resolution, center_crop, random_flip))
+
+
+def check_first_item(dataset: ImageFileDataset) -> ImageFileDataset:
+    """Convert the first image before training starts, so a dataset the UNet cannot take fails at once, clearly."""
+    if len(dataset) == 0:
+        raise ValueError("The training dataset is empty.")
+    try:
+        pixel_values = dataset[0]["pixel_values"]
+    except ValueError as error:
+        raise ValueError(
+            f"The training images cannot be converted to the UNet's input ({dataset.channels} channels, "
+            f"{dataset.resolution}x{dataset.resolution}): {error}"
+        ) from error
+    expected = (dataset.channels, dataset.resolution, dataset.resolution)
+    if tuple(pixel_values.shape) != expected:
+        raise ValueError(f"Training images convert to shape {tuple(pixel_values.shape)}, the UNet needs {expected}.")
+    return dataset
 
 
 @dataclass

@@ -94,6 +94,12 @@ def add_output_args(parser: argparse.ArgumentParser, output_dir: str) -> None:
     group.add_argument("--hub_model_id", type=str, default=None)
     group.add_argument("--hub_private_repo", action="store_true")
     group.add_argument("--local_rank", type=int, default=-1, help="Set by the launcher.")
+    group.add_argument(
+        "--report_ranks",
+        action="store_true",
+        help="Write what each process trained on and its final weight checksum to output_dir/ranks/ (to check that "
+        "a multi-process run really is distributed).",
+    )
 
 
 def finalize_args(args: argparse.Namespace) -> argparse.Namespace:

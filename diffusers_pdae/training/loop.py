@@ -8,6 +8,8 @@ with a clear message on a non-finite loss, a progress bar on the main process, a
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
 import os
@@ -150,6 +152,43 @@ class GeneratorState:
         self.generator.set_state(state["state"])
 
 
+class RankReport:
+    """What one process saw and ended with, written by `--report_ranks` to check a distributed set-up.
+
+    Each process records a fingerprint of every batch it trained on and, at the end, a checksum of its models'
+    weights, its distributed type and the number of processes, in `output_dir/ranks/rank-{i}.json`.
+    """
+
+    def __init__(self):
+        self.batch_fingerprints: list[str] = []
+
+    def add_batch(self, pixel_values: torch.Tensor) -> None:
+        self.batch_fingerprints.append(
+            _fingerprint(pixel_values.detach().float().cpu().contiguous().numpy().tobytes())
+        )
+
+    def write(self, accelerator: Accelerator, models: list[torch.nn.Module], output_dir: str) -> None:
+        weights = b"".join(
+            tensor.detach().float().cpu().contiguous().numpy().tobytes()
+            for model in models
+            for tensor in accelerator.unwrap_model(model).state_dict().values()
+        )
+        report = {
+            "process_index": accelerator.process_index,
+            "num_processes": accelerator.num_processes,
+            "distributed_type": str(accelerator.distributed_type).split(".")[-1],
+            "batch_fingerprints": self.batch_fingerprints,
+            "weights_checksum": _fingerprint(weights),
+        }
+        os.makedirs(os.path.join(output_dir, "ranks"), exist_ok=True)
+        with open(os.path.join(output_dir, "ranks", f"rank-{accelerator.process_index}.json"), "w") as f:
+            json.dump(report, f, indent=1)
+
+
+def _fingerprint(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
 @dataclass
 class TrainingSchedule:
     """How many optimiser steps and epochs a run takes."""
@@ -189,7 +228,10 @@ class TrainingLoop:
     ema_models: list[EMAModel] = field(default_factory=list)
     on_step_end: Callable[[int], dict | None] | None = None
     on_epoch_end: Callable[[int, int], None] | None = None
+    rank_report: RankReport | None = None
     global_step: int = 0
+    train_seconds: float = 0.0
+    last_logs: dict = field(default_factory=dict)
 
     def resume(self) -> None:
         """Load the checkpoint named by --resume_from_checkpoint, if any, and continue from its step."""
@@ -205,15 +247,17 @@ class TrainingLoop:
     def _checkpoint(self) -> None:
         save_checkpoint(self.accelerator, self.args.output_dir, self.global_step, self.args.checkpoints_total_limit)
 
-    def _check_finite(self, loss: torch.Tensor) -> None:
-        total = self.accelerator.reduce(loss.detach().reshape(1), reduction="sum")
-        if not torch.isfinite(total).all():
+    def _mean_finite_loss(self, loss: torch.Tensor) -> float:
+        """The loss averaged over processes; raises `NonFiniteLossError` on every process if any has NaN/inf."""
+        mean = self.accelerator.reduce(loss.detach().float().reshape(1), reduction="mean").item()
+        if not math.isfinite(mean):
             last = list_checkpoints(self.args.output_dir)
             kept = f"the last good checkpoint is {last[-1]}" if last else "no checkpoint had been saved yet"
             raise NonFiniteLossError(
-                f"Training loss became {total.item()} at step {self.global_step + 1}; stopping ({kept}). "
-                "Lower --learning_rate, raise --max_grad_norm protection, or check the data."
+                f"Training loss became {mean} at step {self.global_step + 1}; stopping before the update ({kept}). "
+                "Lower --learning_rate or --max_grad_norm, or check the data for NaN/inf pixels."
             )
+        return mean
 
     def _out_of_time(self, started: float) -> bool:
         if self.args.max_train_minutes is None:
@@ -240,10 +284,14 @@ class TrainingLoop:
             dataloader = self.train_dataloader
             if epoch == first_epoch and batches_to_skip:
                 dataloader = accelerator.skip_first_batches(self.train_dataloader, batches_to_skip)
+                # A fresh loader would re-seed its shuffle with epoch 0 when iterated.
+                dataloader.set_epoch(epoch)
             for batch in dataloader:
+                if self.rank_report is not None:
+                    self.rank_report.add_batch(batch["pixel_values"])
                 with accelerator.accumulate(*self.models):
                     loss = self.compute_loss(batch).mean()
-                    self._check_finite(loss)
+                    mean_loss = self._mean_finite_loss(loss)
                     accelerator.backward(loss)
                     if accelerator.sync_gradients and args.max_grad_norm is not None:
                         accelerator.clip_grad_norm_(
@@ -258,7 +306,7 @@ class TrainingLoop:
                     ema_model.step(accelerator.unwrap_model(model).parameters())
                 self.global_step += 1
                 progress_bar.update(1)
-                logs = {"loss": loss.detach().item(), "lr": self.lr_scheduler.get_last_lr()[0]}
+                logs = {"loss": mean_loss, "lr": self.lr_scheduler.get_last_lr()[0]}
                 if self.ema_models:
                     logs["ema_decay"] = self.ema_models[0].cur_decay_value
                 if args.checkpointing_steps and self.global_step % args.checkpointing_steps == 0:
@@ -267,6 +315,7 @@ class TrainingLoop:
                     logs.update(self.on_step_end(self.global_step) or {})
                 progress_bar.set_postfix(loss=f"{logs['loss']:.4g}", lr=f"{logs['lr']:.2e}")
                 accelerator.log(logs, step=self.global_step)
+                self.last_logs = logs
                 if self._out_of_time(started):
                     accelerator.print(f"Stopping after {args.max_train_minutes} minutes at step {self.global_step}.")
                     self.schedule.max_train_steps = self.global_step
@@ -277,4 +326,22 @@ class TrainingLoop:
             if self.global_step >= self.schedule.max_train_steps:
                 break
         progress_bar.close()
+        self.train_seconds = time.monotonic() - started
+        if self.rank_report is not None:
+            self.rank_report.write(accelerator, self.models, self.args.output_dir)
         return self.global_step
+
+    def summary(self) -> dict:
+        """Facts about the finished run, for `training_info.json` and the model card."""
+        state = self.accelerator.state
+        return {
+            "global_step": self.global_step,
+            "train_seconds_this_run": round(self.train_seconds, 1),
+            "final_logs": self.last_logs,
+            "distributed_type": str(state.distributed_type).split(".")[-1],
+            "num_processes": state.num_processes,
+            "mixed_precision": str(state.mixed_precision),
+            "total_batch_size": (
+                self.args.train_batch_size * state.num_processes * self.args.gradient_accumulation_steps
+            ),
+        }
