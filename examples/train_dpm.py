@@ -17,8 +17,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
-from diffusers.optimization import get_scheduler
-from diffusers.training_utils import EMAModel
 
 from diffusers_pdae.data.training_data import load_training_dataset
 from diffusers_pdae.image_utils import make_grid
@@ -26,13 +24,14 @@ from diffusers_pdae.training import (
     GeneratorState,
     RankReport,
     TrainingLoop,
-    TrainingSchedule,
     add_data_args,
     add_optimization_args,
     add_output_args,
     dpm_model_card,
     finalize_args,
     make_accelerator,
+    make_ema,
+    make_optimization,
     register_checkpoint_hooks,
     release_folder,
     sample_timesteps,
@@ -123,25 +122,9 @@ def main(argv=None):
         dataset, batch_size=args.train_batch_size, shuffle=True, num_workers=args.dataloader_num_workers
     )
 
-    ema_unet = None
-    if args.use_ema:
-        ema_unet = EMAModel(
-            unet.parameters(), decay=args.ema_max_decay, use_ema_warmup=True, inv_gamma=args.ema_inv_gamma,
-            power=args.ema_power, model_cls=UNet2DModel, model_config=unet.config,
-        )  # fmt: skip
-    optimizer = torch.optim.AdamW(
-        unet.parameters(),
-        lr=args.learning_rate,
-        betas=(args.adam_beta1, args.adam_beta2),
-        weight_decay=args.adam_weight_decay,
-        eps=args.adam_epsilon,
-    )
-    schedule = TrainingSchedule.from_args(args, len(train_dataloader) // accelerator.num_processes)
-    lr_scheduler = get_scheduler(
-        args.lr_scheduler,
-        optimizer=optimizer,
-        num_warmup_steps=args.lr_warmup_steps * accelerator.num_processes,
-        num_training_steps=schedule.max_train_steps * accelerator.num_processes,
+    ema_unet = make_ema(unet, args) if args.use_ema else None
+    optimizer, lr_scheduler, schedule = make_optimization(
+        args, list(unet.parameters()), len(train_dataloader), accelerator.num_processes
     )
     unet, optimizer, train_dataloader, lr_scheduler = accelerator.prepare(
         unet, optimizer, train_dataloader, lr_scheduler

@@ -15,8 +15,6 @@ import os
 
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
-from diffusers.optimization import get_scheduler
-from diffusers.training_utils import EMAModel
 
 import diffusers_pdae  # noqa: F401  (registers the PDAE classes for saving/loading)
 from diffusers_pdae import GradientEstimator, PDAEEncoder, PDAEPipeline
@@ -26,13 +24,14 @@ from diffusers_pdae.training import (
     GeneratorState,
     RankReport,
     TrainingLoop,
-    TrainingSchedule,
     add_data_args,
     add_optimization_args,
     add_output_args,
     finalize_args,
     freeze,
     make_accelerator,
+    make_ema,
+    make_optimization,
     pdae_model_card,
     pdae_training_loss,
     register_checkpoint_hooks,
@@ -129,24 +128,15 @@ def main(argv=None):
 
     named_emas = {}
     if args.use_ema:
-        for name, model in (("encoder_ema", encoder), ("gradient_estimator_ema", gradient_estimator)):
-            named_emas[name] = EMAModel(
-                model.parameters(), decay=args.ema_max_decay, use_ema_warmup=True, inv_gamma=args.ema_inv_gamma,
-                power=args.ema_power, model_cls=type(model), model_config=model.config,
-            )  # fmt: skip
-    optimizer = torch.optim.AdamW(
+        named_emas = {
+            "encoder_ema": make_ema(encoder, args),
+            "gradient_estimator_ema": make_ema(gradient_estimator, args),
+        }
+    optimizer, lr_scheduler, schedule = make_optimization(
+        args,
         list(encoder.parameters()) + list(gradient_estimator.parameters()),
-        lr=args.learning_rate,
-        betas=(args.adam_beta1, args.adam_beta2),
-        weight_decay=args.adam_weight_decay,
-        eps=args.adam_epsilon,
-    )
-    schedule = TrainingSchedule.from_args(args, len(train_dataloader) // accelerator.num_processes)
-    lr_scheduler = get_scheduler(
-        args.lr_scheduler,
-        optimizer=optimizer,
-        num_warmup_steps=args.lr_warmup_steps * accelerator.num_processes,
-        num_training_steps=schedule.max_train_steps * accelerator.num_processes,
+        len(train_dataloader),
+        accelerator.num_processes,
     )
     encoder, gradient_estimator, optimizer, train_dataloader, lr_scheduler = accelerator.prepare(
         encoder, gradient_estimator, optimizer, train_dataloader, lr_scheduler

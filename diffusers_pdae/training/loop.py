@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration
+from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
@@ -137,6 +138,43 @@ def register_checkpoint_hooks(
 
     accelerator.register_save_state_pre_hook(save_model_hook)
     accelerator.register_load_state_pre_hook(load_model_hook)
+
+
+def make_ema(model: torch.nn.Module, args) -> EMAModel:
+    """An EMA of `model`'s weights with the --ema_* flags, able to `save_pretrained` as `type(model)`."""
+    return EMAModel(
+        model.parameters(),
+        decay=args.ema_max_decay,
+        use_ema_warmup=True,
+        inv_gamma=args.ema_inv_gamma,
+        power=args.ema_power,
+        model_cls=type(model),
+        model_config=model.config,
+    )
+
+
+def make_optimization(
+    args, parameters: list[torch.nn.Parameter], num_batches: int, num_processes: int
+) -> tuple[torch.optim.Optimizer, object, TrainingSchedule]:
+    """AdamW over `parameters`, the --lr_scheduler schedule, and the run's length, from the shared flags.
+
+    `num_batches` is the length of the un-prepared dataloader (all processes together).
+    """
+    optimizer = torch.optim.AdamW(
+        parameters,
+        lr=args.learning_rate,
+        betas=(args.adam_beta1, args.adam_beta2),
+        weight_decay=args.adam_weight_decay,
+        eps=args.adam_epsilon,
+    )
+    schedule = TrainingSchedule.from_args(args, num_batches // num_processes)
+    lr_scheduler = get_scheduler(
+        args.lr_scheduler,
+        optimizer=optimizer,
+        num_warmup_steps=args.lr_warmup_steps * num_processes,
+        num_training_steps=schedule.max_train_steps * num_processes,
+    )
+    return optimizer, lr_scheduler, schedule
 
 
 class GeneratorState:
