@@ -279,6 +279,34 @@ class PDAEPipeline(DiffusionPipeline):
         return self._output(images, output_type, return_dict)
 
     @torch.no_grad()
+    def decode(
+        self,
+        latents: torch.Tensor,
+        z: torch.Tensor | None,
+        num_inference_steps: int = 100,
+        shift_range: tuple[int, int] | None = None,
+        output_type: str = "pt",
+    ):
+        """Deterministic DDIM decoding of x_T with codes: the exact mirror of [`~PDAEPipeline.invert`].
+
+        Uses `deterministic_scheduler(num_inference_steps)` whatever scheduler the pipeline holds, so
+        `decode(invert(images, z, n), z, n)` gives the images back.
+
+        Args:
+            latents (`torch.Tensor` of shape `(B, C, H, W)`): x_T.
+            z (`torch.Tensor` of shape `(B, latent_dim)`, *optional*): codes; None decodes with the DPM alone.
+            num_inference_steps (`int`, defaults to 100): DDIM steps.
+            shift_range (`tuple[int, int]`, *optional*): shift only for training timesteps t1 <= t <= t2.
+            output_type (`str`, defaults to `"pt"`): `"pt"` (in [0, 1]), `"np"`, `"pil"`, or `"latent"` for the raw
+                `(B, C, H, W)` result in the model's [-1, 1] space, unclipped.
+        """
+        latents = self._check_latents(latents)
+        z = None if z is None else self._check_codes(z, latents.shape[0])
+        scheduler = self.deterministic_scheduler(num_inference_steps)
+        images = self._denoise(latents, z, scheduler, shift_range=shift_range)
+        return images if output_type == "latent" else postprocess_images(images, output_type)
+
+    @torch.no_grad()
     def reconstruct(
         self,
         images: ImageInput,
@@ -303,8 +331,9 @@ class PDAEPipeline(DiffusionPipeline):
             latents = self.invert(sample, z, num_inference_steps)
         else:
             latents = randn_tensor(sample.shape, generator=generator, device=sample.device, dtype=sample.dtype)
-        scheduler = self.deterministic_scheduler(num_inference_steps)
-        return self._output(self._denoise(latents, z, scheduler), output_type, return_dict)
+        return self._output(
+            self.decode(latents, z, num_inference_steps, output_type="latent"), output_type, return_dict
+        )
 
     @torch.no_grad()
     def interpolate(
@@ -328,8 +357,8 @@ class PDAEPipeline(DiffusionPipeline):
         weights = torch.linspace(0, 1, num).tolist()
         latents = torch.stack([slerp(x_T[0], x_T[1], w) for w in weights])
         codes = torch.stack([torch.lerp(z[0], z[1], w) for w in weights])
-        scheduler = self.deterministic_scheduler(num_inference_steps)
-        return self._output(self._denoise(latents, codes, scheduler), output_type, return_dict)
+        images = self.decode(latents, codes, num_inference_steps, output_type="latent")
+        return self._output(images, output_type, return_dict)
 
     @torch.no_grad()
     def manipulate(
@@ -358,8 +387,8 @@ class PDAEPipeline(DiffusionPipeline):
         scales = torch.as_tensor(scales, device=z.device, dtype=z.dtype)
         codes = (z[:, None, :] + scales[None, :, None] * direction).flatten(0, 1)
         latents = x_T.repeat_interleave(len(scales), dim=0)
-        scheduler = self.deterministic_scheduler(num_inference_steps)
-        return self._output(self._denoise(latents, codes, scheduler), output_type, return_dict)
+        images = self.decode(latents, codes, num_inference_steps, output_type="latent")
+        return self._output(images, output_type, return_dict)
 
 
 def check_components(
