@@ -7,6 +7,7 @@ import torch
 from diffusers import DDPMScheduler
 
 from diffusers_pdae.pdae_math import (
+    cumulative_alphas,
     ddim_step,
     loss_weights,
     pdae_loss,
@@ -47,6 +48,15 @@ def test_tables_match_hand_computation(beta_schedule, t):
     assert shift_coefficients(scheduler.betas)[t].item() == pytest.approx(expected["c"], rel=1e-9, abs=1e-15)
     assert loss_weights(scheduler.betas)[t].item() == pytest.approx(expected["lambda"], rel=1e-9)
     assert posterior_variance(scheduler.betas)[t].item() == pytest.approx(expected["sigma"], rel=1e-9, abs=1e-15)
+
+
+@pytest.mark.parametrize("beta_schedule", SCHEDULES)
+def test_tables_from_betas_agree_with_the_schedulers_alphas_cumprod(beta_schedule):
+    # DESIGN.md builds the tables from alphas_cumprod, the issue from betas: both routes must give the same abar_t.
+    scheduler = DDPMScheduler(beta_schedule=beta_schedule)
+    alphas_cumprod, _ = cumulative_alphas(scheduler.betas)
+    assert alphas_cumprod.dtype == torch.float64
+    torch.testing.assert_close(alphas_cumprod, scheduler.alphas_cumprod.double(), rtol=0, atol=1e-6)
 
 
 def test_shift_is_zero_at_t0_and_official_coefficient_differs():

@@ -17,7 +17,8 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-DEFAULT_CS = (0.01, 0.1, 1.0)
+# Wide enough that no representation picks an end of the grid (the earlier (0.01, 0.1, 1.0) was cut off at 1.0).
+DEFAULT_CS = (0.001, 0.01, 0.1, 1.0, 10.0, 100.0)
 
 
 @dataclass
@@ -85,7 +86,7 @@ def linear_probe(
     Args:
         train_features (`(N_train, ...)`), test_features (`(N_test, ...)`): codes; trailing dimensions are flattened.
         train_labels (`(N_train,)`), test_labels (`(N_test,)`): integer classes.
-        Cs (`tuple[float, ...]`, defaults to `(0.01, 0.1, 1.0)`): candidate C values; one value skips the search.
+        Cs (`tuple[float, ...]`, defaults to `DEFAULT_CS`, 0.001 to 100): candidate C values; one skips the search.
         max_iter (`int`, defaults to 1000): lbfgs iterations.
         seed (`int`, defaults to 0): seed of the held-out split used to pick C.
 

@@ -40,7 +40,7 @@ from .diffusion_metrics import curve_timesteps, diffusion_curves, one_step_predi
 from .digit_classifier import REPO_ROOT, DigitClassifier, load_digit_classifier
 from .frechet import classifier_frechet_distance, classifier_statistics
 from .manipulation import ink_targets, linear_direction
-from .probe import linear_probe
+from .probe import DEFAULT_CS, linear_probe
 from .reconstruction import RECONSTRUCTION_KINDS, reconstruction_study
 from .report import plot_critical_stage, plot_curves, plot_probes, plot_reconstruction, write_readme
 from .subsets import stratified_indices
@@ -86,13 +86,13 @@ class EvaluationConfig:
     reconstruction_steps: tuple[int, ...] = (10, 20, 50, 100)
     probe_train: int | None = None
     probe_test: int | None = None
-    probe_Cs: tuple[float, ...] = (0.01, 0.1, 1.0)
+    probe_Cs: tuple[float, ...] = DEFAULT_CS
     baseline_epochs: int = 10
     baseline_max_seconds: float = 60.0
     inversion_probe_train: int = 1000
     inversion_probe_test: int = 1000
     inversion_probe_steps: int = 10
-    curve_digits: int = 96
+    curve_digits: int = 256
     curve_stride: int = 20
     one_step_timesteps: tuple[int, ...] = (50, 200, 400, 600, 800, 950)
     stage_samples: int = 100
