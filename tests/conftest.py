@@ -11,7 +11,15 @@ from diffusers_pdae import GradientEstimator, PDAEEncoder, PDAEPipeline
 LATENT_DIM = 8
 
 
-def tiny_unet(seed: int = 0, in_channels: int = 1, sample_size: int = 16) -> UNet2DModel:
+def tiny_unet(
+    seed: int = 0,
+    in_channels: int = 1,
+    sample_size: int = 16,
+    attention: bool = True,
+    num_class_embeds: int | None = None,
+) -> UNet2DModel:
+    """`attention=False` drops every attention layer (at 32 px they would dominate a test's run time);
+    `num_class_embeds` makes it class-conditional."""
     torch.manual_seed(seed)
     return UNet2DModel(
         sample_size=sample_size,
@@ -19,10 +27,12 @@ def tiny_unet(seed: int = 0, in_channels: int = 1, sample_size: int = 16) -> UNe
         out_channels=in_channels,
         block_out_channels=(8, 16),
         layers_per_block=1,
-        down_block_types=("DownBlock2D", "AttnDownBlock2D"),
-        up_block_types=("AttnUpBlock2D", "UpBlock2D"),
+        down_block_types=("DownBlock2D", "AttnDownBlock2D" if attention else "DownBlock2D"),
+        up_block_types=("AttnUpBlock2D" if attention else "UpBlock2D", "UpBlock2D"),
         norm_num_groups=4,
         attention_head_dim=8,
+        add_attention=attention,
+        num_class_embeds=num_class_embeds,
     ).eval()
 
 

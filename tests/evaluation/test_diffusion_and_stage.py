@@ -2,30 +2,14 @@
 
 import pytest
 import torch
-from diffusers import DDIMScheduler, UNet2DModel
+from diffusers import DDIMScheduler
 
 from diffusers_pdae.evaluation import CriticalStageResult, diffusion_curves, mixed_sampling_sweep
 from diffusers_pdae.evaluation.diffusion_metrics import average_over_all_timesteps, curve_timesteps
 from diffusers_pdae.evaluation.reconstruction import reconstruction_study
 from diffusers_pdae.pdae_math import cumulative_alphas
 
-from ..conftest import tiny_images, tiny_pipeline
-
-
-def tiny_conditional_unet(sample_size: int = 16) -> UNet2DModel:
-    torch.manual_seed(5)
-    return UNet2DModel(
-        sample_size=sample_size,
-        in_channels=1,
-        out_channels=1,
-        block_out_channels=(8, 16),
-        layers_per_block=1,
-        down_block_types=("DownBlock2D", "AttnDownBlock2D"),
-        up_block_types=("AttnUpBlock2D", "UpBlock2D"),
-        norm_num_groups=4,
-        attention_head_dim=8,
-        num_class_embeds=10,
-    ).eval()
+from ..conftest import tiny_images, tiny_pipeline, tiny_unet
 
 
 def test_posterior_mean_gap_is_the_noise_error_scaled_by_beta_over_sqrt_alpha_one_minus_abar():
@@ -33,7 +17,8 @@ def test_posterior_mean_gap_is_the_noise_error_scaled_by_beta_over_sqrt_alpha_on
     pipeline = tiny_pipeline()
     images, labels = tiny_images(4), torch.tensor([0, 1, 2, 3])
     timesteps = [0, 10, 500, 999]
-    curves = diffusion_curves(pipeline, images, labels, timesteps, tiny_conditional_unet(), seed=0, batch_size=3)
+    conditional_unet = tiny_unet(seed=5, num_class_embeds=10)
+    curves = diffusion_curves(pipeline, images, labels, timesteps, conditional_unet, seed=0, batch_size=3)
     betas = pipeline.scheduler.betas.double()
     abar, _ = cumulative_alphas(betas)
     assert set(curves.loss) == {"dpm", "conditional_dpm", "pdae"}

@@ -5,12 +5,12 @@ import json
 from pathlib import Path
 
 import torch
-from diffusers import DDIMScheduler, UNet2DModel
+from diffusers import DDIMScheduler
 
 import diffusers_pdae  # noqa: F401
 from diffusers_pdae import GradientEstimator, PDAEPipeline
 
-from ..conftest import perturb_output, tiny_encoder
+from ..conftest import perturb_output, tiny_encoder, tiny_unet
 
 SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "evaluate_pdae.py"
 EXPECTED_FILES = [
@@ -36,32 +36,16 @@ def load_script():
     return module
 
 
-def attention_free_unet(seed: int, num_class_embeds: int | None = None) -> UNet2DModel:
-    """A tiny 32x32 UNet without attention layers (attention at 16x16 would dominate the test's run time)."""
-    torch.manual_seed(seed)
-    return UNet2DModel(
-        sample_size=32,
-        in_channels=1,
-        out_channels=1,
-        block_out_channels=(8, 16),
-        layers_per_block=1,
-        down_block_types=("DownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "UpBlock2D"),
-        norm_num_groups=4,
-        add_attention=False,
-        num_class_embeds=num_class_embeds,
-    ).eval()
-
-
 def save_tiny_models(folder: Path) -> tuple[Path, Path]:
     """A tiny 32x32 PDAEPipeline and a tiny class-conditional UNet, saved like the bundled checkpoints."""
-    unet = attention_free_unet(seed=0)
+    unet = tiny_unet(seed=0, sample_size=32, attention=False)
     torch.manual_seed(3)
     gradient_estimator = perturb_output(GradientEstimator.from_unet(unet, latent_dim=8))
     scheduler = DDIMScheduler(num_train_timesteps=1000, clip_sample=False)
     pipeline = PDAEPipeline(unet, scheduler, tiny_encoder(sample_size=32), gradient_estimator)
     pipeline.save_pretrained(folder / "pdae")
-    attention_free_unet(seed=5, num_class_embeds=10).save_pretrained(folder / "conditional" / "unet")
+    conditional_unet = tiny_unet(seed=5, sample_size=32, attention=False, num_class_embeds=10)
+    conditional_unet.save_pretrained(folder / "conditional" / "unet")
     return folder / "pdae", folder / "conditional"
 
 
