@@ -33,10 +33,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def test_digits(num_digits: int, seed: int) -> torch.Tensor:
-    """A class-balanced subset of the bundled test split, `(num_digits, 1, 32, 32)` in [-1, 1] (28x28 padded)."""
+def test_digits(num_digits: int, seed: int, size: int = 32) -> torch.Tensor:
+    """A class-balanced subset of the bundled test split, `(num_digits, 1, size, size)` in [-1, 1]; `mnist_to_tensor`
+    pads the 28x28 digits (or resizes them, for a UNet smaller than 28 px) to the UNet's `size`."""
     images, labels = load_mnist_arrays("test")
-    return mnist_to_tensor(images[stratified_indices(labels, num_digits, seed=seed)])
+    return mnist_to_tensor(images[stratified_indices(labels, num_digits, seed=seed)], size)
 
 
 def format_table(figures: dict) -> str:
@@ -55,7 +56,7 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     pipeline = PDAEPipeline.from_pretrained(args.pipeline)
     pipeline.set_progress_bar_config(disable=True)
-    digits = test_digits(args.num_digits, args.seed)
+    digits = test_digits(args.num_digits, args.seed, pipeline.unet.config.sample_size)
     figures, _ = reconstruction_study(pipeline, digits, args.steps, seed=args.seed, batch_size=args.batch_size)
     print(f"{args.num_digits} test digits, {args.pipeline}")
     print(format_table(figures))

@@ -28,6 +28,7 @@ def test_digits_are_class_balanced_test_digits():
     digits = load_script().test_digits(20, seed=0)
     images, labels = load_mnist_arrays("test")
     assert digits.shape == (20, 1, 32, 32)
+    assert load_script().test_digits(4, seed=0, size=16).shape == (4, 1, 16, 16)  # a smaller UNet's size
     assert digits.min() >= -1 and digits.max() <= 1
     # each digit (without its 2-pixel padding) is a test digit, and every class appears twice
     flat = torch.as_tensor(images).reshape(len(images), -1).float() / 127.5 - 1
