@@ -72,6 +72,27 @@ def _metrics_table(metrics: dict) -> str:
     return "\n".join(["| metric | value |", "| --- | --- |", *rows])
 
 
+def _training_sections(args, metrics: dict) -> str:
+    return f"""## Training
+
+{_flags_table(args)}
+
+## Final metrics
+
+{_metrics_table(metrics)}
+"""
+
+
+def _model_card(description: str, tags: list[str], base_model: str | None = None) -> ModelCard:
+    """diffusers' model-card template filled with `description`, tagged with `tags`."""
+    card = ModelCard.from_template(
+        card_data=ModelCardData(library_name="diffusers", base_model=base_model),
+        template_path=MODEL_CARD_TEMPLATE_PATH,
+        model_description=description,
+    )
+    return populate_model_card(card, tags=list(tags))
+
+
 def pdae_model_card(args, repo_id: str, metrics: dict, grid_file: str | None) -> ModelCard:
     """A model card for a trained `PDAEPipeline`: base model, data, flags, final metrics, grid, tags and usage."""
     grid = (
@@ -98,20 +119,8 @@ z = pipe.encode(images)                                   # (batch, {args.latent
 reconstructions = pipe.reconstruct(images, num_inference_steps=50).images
 ```
 {grid}
-## Training
-
-{_flags_table(args)}
-
-## Final metrics
-
-{_metrics_table(metrics)}
-"""
-    card = ModelCard.from_template(
-        card_data=ModelCardData(library_name="diffusers", base_model=args.pretrained_model_name_or_path),
-        template_path=MODEL_CARD_TEMPLATE_PATH,
-        model_description=description,
-    )
-    return populate_model_card(card, tags=list(PDAE_TAGS))
+{_training_sections(args, metrics)}"""
+    return _model_card(description, PDAE_TAGS, base_model=args.pretrained_model_name_or_path)
 
 
 def dpm_model_card(args, repo_id: str, metrics: dict, grid_file: str | None) -> ModelCard:
@@ -128,20 +137,8 @@ from diffusers import DDPMPipeline
 images = DDPMPipeline.from_pretrained("{repo_id}")(batch_size=16).images
 ```
 {grid}
-## Training
-
-{_flags_table(args)}
-
-## Final metrics
-
-{_metrics_table(metrics)}
-"""
-    card = ModelCard.from_template(
-        card_data=ModelCardData(library_name="diffusers"),
-        template_path=MODEL_CARD_TEMPLATE_PATH,
-        model_description=description,
-    )
-    return populate_model_card(card, tags=list(DPM_TAGS))
+{_training_sections(args, metrics)}"""
+    return _model_card(description, DPM_TAGS)
 
 
 def files_to_upload(output_dir: str) -> list[str]:
