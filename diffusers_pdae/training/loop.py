@@ -201,16 +201,10 @@ class RankReport:
         self.batch_fingerprints: list[str] = []
 
     def add_batch(self, pixel_values: torch.Tensor) -> None:
-        self.batch_fingerprints.append(
-            _fingerprint(pixel_values.detach().float().cpu().contiguous().numpy().tobytes())
-        )
+        self.batch_fingerprints.append(_fingerprint([pixel_values]))
 
     def write(self, accelerator: Accelerator, models: list[torch.nn.Module], output_dir: str) -> None:
-        weights = b"".join(
-            tensor.detach().float().cpu().contiguous().numpy().tobytes()
-            for model in models
-            for tensor in accelerator.unwrap_model(model).state_dict().values()
-        )
+        weights = [tensor for model in models for tensor in accelerator.unwrap_model(model).state_dict().values()]
         report = {
             "process_index": accelerator.process_index,
             "num_processes": accelerator.num_processes,
@@ -223,8 +217,12 @@ class RankReport:
             json.dump(report, f, indent=1)
 
 
-def _fingerprint(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()[:16]
+def _fingerprint(tensors: list[torch.Tensor]) -> str:
+    """First 16 hex digits of the SHA-256 of the tensors' float32 bytes, in order."""
+    digest = hashlib.sha256()
+    for tensor in tensors:
+        digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 @dataclass
