@@ -153,7 +153,9 @@ class PDAEPipeline(DiffusionPipeline):
         step_kwargs = _step_kwargs(scheduler, eta, generator)
         for i, t in enumerate(self.progress_bar(timesteps)):
             in_stage = shift_range is None or shift_range[0] <= int(t) <= shift_range[1]
-            noise_pred = self.predict_noise(latents, t, z if in_stage else None, shift_coefficient)
+            # Identity for DDPM/DDIM/DPM-Solver; Euler-type schedulers keep latents at sigma scale.
+            model_input = scheduler.scale_model_input(latents, t)
+            noise_pred = self.predict_noise(model_input, t, z if in_stage else None, shift_coefficient)
             if not is_ddim:
                 latents = scheduler.step(noise_pred, t, latents, **step_kwargs).prev_sample
                 continue

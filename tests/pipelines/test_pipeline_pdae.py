@@ -4,7 +4,7 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
-from diffusers import DDIMScheduler, DDPMScheduler
+from diffusers import DDIMScheduler, DDPMScheduler, EulerDiscreteScheduler
 
 import diffusers_pdae  # noqa: F401
 from diffusers_pdae import PDAEPipeline
@@ -161,3 +161,21 @@ def test_mismatched_or_missing_components_raise():
         PDAEPipeline(tiny_unet(in_channels=3), good.scheduler, tiny_encoder(in_channels=3), good.gradient_estimator)
     with pytest.raises(ValueError, match="prediction_type"):
         PDAEPipeline(unet, DDIMScheduler(prediction_type="v_prediction"), good.encoder, good.gradient_estimator)
+
+
+def test_euler_scheduler_gets_scaled_model_inputs_like_a_plain_diffusers_loop():
+    # Euler keeps latents at sigma scale: without scale_model_input the UNet would see inputs ~sigma_max too large.
+    scheduler = EulerDiscreteScheduler(num_train_timesteps=1000)
+    pipeline = tiny_pipeline(scheduler=scheduler, shift=False)
+    pipeline.set_progress_bar_config(disable=True)
+    latents = torch.randn((2, 1, 16, 16), generator=torch.Generator().manual_seed(0))
+    ours = pipeline(latents=latents, num_inference_steps=5, output_type="pt").images
+
+    reference = EulerDiscreteScheduler(num_train_timesteps=1000)
+    reference.set_timesteps(5)
+    sample = latents * reference.init_noise_sigma
+    with torch.no_grad():
+        for t in reference.timesteps:
+            noise_pred = pipeline.unet(reference.scale_model_input(sample, t), t).sample
+            sample = reference.step(noise_pred, t, sample).prev_sample
+    torch.testing.assert_close(ours, (sample / 2 + 0.5).clamp(0, 1))
