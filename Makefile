@@ -1,9 +1,10 @@
-# Everything a fresh machine needs: `make demo` runs the main job, `make test` the tests.
+# Everything a fresh machine needs: `make demo` runs the main job, `make test` the fast tests (a few minutes),
+# `make test-slow` the end-to-end evaluation, multi-process and packaging tests, `make lint` ruff.
 VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint clean
+.PHONY: install demo test test-slow lint ci clean
 
 $(STAMP): setup.py
 	python3 -m venv $(VENV)
@@ -19,10 +20,16 @@ demo: $(STAMP)
 	$(PYTHON) examples/demo.py
 
 test: $(STAMP)
-	$(PYTHON) -m pytest -q tests
+	$(PYTHON) -m pytest -q -m "not slow" tests
+
+test-slow: $(STAMP)
+	$(PYTHON) -m pytest -q -m slow tests
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+# What CI runs on a clean clone: lint, then the fast suite, then the slow one.
+ci: lint test test-slow
 
 clean:
 	rm -rf $(VENV) outputs

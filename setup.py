@@ -7,7 +7,10 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["diffusers_pdae", "diffusers_pdae.*"]),
-    package_data={"diffusers_pdae": ["data/*.npz"]},
+    # The bundled MNIST digits and checkpoints, so they load after a non-editable install too.
+    package_data={
+        "diffusers_pdae": ["bundled/*.npz", "bundled/*/*.json", "bundled/*/*/*.json", "bundled/*/*/*.safetensors"]
+    },
     python_requires=">=3.10",
     install_requires=[
         "torch>=2.1",

@@ -22,13 +22,14 @@ import torch.nn.functional as F
 from diffusers import DDPMScheduler, UNet2DModel
 
 from diffusers_pdae import GradientEstimator, PDAEEncoder
-from diffusers_pdae.data.training_data import bundled_mnist_dataset
+from diffusers_pdae.bundled import checkpoint_path
+from diffusers_pdae.data import bundled_mnist_dataset
 from diffusers_pdae.training import freeze, pdae_training_loss, sample_timesteps
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--pretrained", default="pretrained/ddpm-mnist")
+    parser.add_argument("--pretrained", default=checkpoint_path("ddpm-mnist"), help="A DDPM pipeline folder.")
     parser.add_argument("--batch_size", type=int, default=64)
     parser.add_argument("--steps", type=int, default=20, help="Timed steps per configuration.")
     parser.add_argument("--warmup", type=int, default=3)

@@ -2,9 +2,12 @@
 
 Importing this package makes `PDAEEncoder`, `GradientEstimator` and `PDAEPipeline` importable under the module paths
 that saved pipelines record in their `model_index.json`, so `PDAEPipeline.from_pretrained(...)` can load them.
+
+The top level holds the method only. Around it: `diffusers_pdae.training` (the Accelerate training tool),
+`diffusers_pdae.evaluation` (dataset-agnostic metrics), `diffusers_pdae.data` (training datasets) and
+`diffusers_pdae.bundled` (the MNIST digits and checkpoints that ship with the package).
 """
 
-from .data import load_mnist, load_mnist_arrays, mnist_to_tensor
 from .models import GradientEstimator, PDAEEncoder, unet_forward_with_features
 from .pdae_math import loss_weights, pdae_loss, shift_coefficients
 from .pipelines import PDAEPipeline
@@ -14,9 +17,6 @@ __version__ = "0.1.0"
 __all__ = [
     "GradientEstimator",
     "PDAEEncoder",
-    "load_mnist",
-    "load_mnist_arrays",
-    "mnist_to_tensor",
     "PDAEPipeline",
     "loss_weights",
     "pdae_loss",

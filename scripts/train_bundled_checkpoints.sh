@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Reproduces the bundled checkpoints pretrained/ddpm-mnist and pretrained/pdae-mnist: pre-train the MNIST DPM,
-# draw 1,000 seeded samples from it (judged later by examples/evaluate_dpm.py), then train PDAE on the frozen DPM.
+# Reproduces the bundled checkpoints diffusers_pdae/bundled/ddpm-mnist and pdae-mnist: pre-train the MNIST DPM,
+# draw 1,000 seeded samples from it (judged later by examples/mnist_paper/evaluate_dpm.py), then train PDAE on the frozen DPM.
 # Made for one GPU (the bundled ones came from an H100/H200, see docs/); on a CPU lower the minutes or expect hours.
 #
 #   bash scripts/train_bundled_checkpoints.sh work_dirs/bundled
@@ -18,7 +18,7 @@ python examples/train_dpm.py --output_dir "$out/ddpm-mnist" \
   --checkpointing_steps 5000 --checkpoints_total_limit 1 --save_images_epochs 1000000 \
   --ddpm_num_inference_steps 1000 --allow_tf32 --seed 0
 
-python examples/evaluate_dpm.py --pipeline "$out/ddpm-mnist" --num_samples 1000 --num_inference_steps 1000 \
+python examples/mnist_paper/evaluate_dpm.py --pipeline "$out/ddpm-mnist" --num_samples 1000 --num_inference_steps 1000 \
   --batch_size 500 --seed 0 --save_samples "$out/ddpm-mnist-samples.npz" --skip_classifier
 
 python examples/train_pdae.py --pretrained_model_name_or_path "$out/ddpm-mnist" --output_dir "$out/pdae-mnist" \

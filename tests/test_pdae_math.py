@@ -4,11 +4,12 @@ import math
 
 import pytest
 import torch
-from diffusers import DDPMScheduler
+from diffusers import DDIMScheduler, DDPMScheduler
 
 from diffusers_pdae.pdae_math import (
     cumulative_alphas,
     ddim_step,
+    ddim_transitions,
     loss_weights,
     pdae_loss,
     posterior_mean,
@@ -133,3 +134,19 @@ def test_posterior_mean_of_true_x0_is_the_ddpm_posterior():
             (1 - betas[step].item()) ** 0.5 * (1 - abar_prev) / (1 - values["abar"])
         ) * xt[i].double()
         assert torch.allclose(mean[i].double(), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("spacing", ["leading", "linspace", "trailing"])
+def test_ddim_transitions_take_the_next_timestep_from_the_schedule_not_t_minus_T_over_N(spacing):
+    scheduler = DDIMScheduler(num_train_timesteps=1000, timestep_spacing=spacing, set_alpha_to_one=False)
+    scheduler.set_timesteps(7)
+    timesteps = scheduler.timesteps.tolist()
+    transitions = ddim_transitions(scheduler)
+    assert [t for t, _, _ in transitions] == timesteps
+    for (t, alpha_t, alpha_next), following in zip(transitions, [*timesteps[1:], None], strict=True):
+        assert alpha_t == scheduler.alphas_cumprod[t]
+        expected = scheduler.final_alpha_cumprod if following is None else scheduler.alphas_cumprod[following]
+        assert alpha_next == expected
+    if spacing == "linspace":
+        # 999, 832, ...: steps of 166 or 167, so t - T // N (= t - 142) would be wrong
+        assert timesteps[0] - timesteps[1] != 1000 // 7

@@ -1,19 +1,21 @@
-from .mnist import (
-    MNIST_CLASS_NAMES,
-    MNIST_SPLITS,
-    load_mnist,
-    load_mnist_arrays,
-    mnist_features,
-    mnist_to_tensor,
-    pad_to_size,
+"""Training data for the example scripts: a Hub dataset, a local image folder, or the bundled MNIST digits."""
+
+from .training_data import (
+    HeldOut,
+    ImageFileDataset,
+    TensorImageDataset,
+    bundled_mnist_dataset,
+    check_first_item,
+    load_training_dataset,
+    validation_images,
 )
 
 __all__ = [
-    "MNIST_CLASS_NAMES",
-    "MNIST_SPLITS",
-    "load_mnist",
-    "load_mnist_arrays",
-    "mnist_features",
-    "mnist_to_tensor",
-    "pad_to_size",
+    "HeldOut",
+    "ImageFileDataset",
+    "TensorImageDataset",
+    "bundled_mnist_dataset",
+    "check_first_item",
+    "load_training_dataset",
+    "validation_images",
 ]

@@ -9,8 +9,8 @@ import PIL.Image
 import torch
 from torch.utils.data import Dataset, Subset
 
+from ..bundled.mnist import load_mnist_arrays, mnist_to_tensor
 from ..image_utils import images_to_tensor
-from .mnist import load_mnist_arrays, mnist_to_tensor
 
 
 class TensorImageDataset(Dataset):

@@ -1,30 +1,37 @@
-from .classifier_scores import classify, confident_fraction
-from .critical_stage import CriticalStageResult, critical_stage_scores, mixed_sampling_sweep
-from .diffusion_metrics import DiffusionCurves, diffusion_curves, one_step_predictions
-from .digit_classifier import DigitClassifier, load_digit_classifier
-from .frechet import classifier_frechet_distance, frechet_distance, gaussian_statistics
+"""Dataset-agnostic measurements of a PDAE pipeline: image metrics, linear probes, Frechet distance, reconstruction,
+per-timestep diffusion loss and posterior-mean gap, mixed sampling (the critical stage) and attribute directions.
+
+Nothing here knows a dataset: images are tensors in [-1, 1] (or [0, 1] for the image metrics), labels are integer
+tensors. scikit-learn (the `[eval]` extra) is imported only by the functions that fit a linear model.
+"""
+
+from .critical_stage import PAPER_CRITICAL_STAGE, CriticalStageResult, critical_stage_scores, mixed_sampling_sweep
+from .diffusion_metrics import DiffusionCurves, curve_timesteps, diffusion_curves, one_step_predictions
+from .frechet import frechet_distance, gaussian_statistics
+from .manipulation import linear_direction
 from .metrics import mse, psnr, ssim
 from .probe import LinearProbeResult, linear_probe
+from .reconstruction import RECONSTRUCTION_KINDS, reconstruction_study
 from .subsets import stratified_indices
 
 __all__ = [
+    "PAPER_CRITICAL_STAGE",
+    "RECONSTRUCTION_KINDS",
     "CriticalStageResult",
     "DiffusionCurves",
-    "DigitClassifier",
     "LinearProbeResult",
-    "classifier_frechet_distance",
-    "classify",
-    "confident_fraction",
     "critical_stage_scores",
+    "curve_timesteps",
     "diffusion_curves",
     "frechet_distance",
     "gaussian_statistics",
+    "linear_direction",
     "linear_probe",
-    "load_digit_classifier",
     "mixed_sampling_sweep",
     "mse",
     "one_step_predictions",
     "psnr",
+    "reconstruction_study",
     "ssim",
     "stratified_indices",
 ]

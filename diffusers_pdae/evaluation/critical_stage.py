@@ -1,8 +1,8 @@
 """Mixed sampling and the critical stage (paper Figure 3): does the shift in a window [t1, t2] alone carry the class?
 
-Samples start from random x_T and use a code z of a test digit; the shift eps_theta -> eps_hat is applied only at the
-DDIM timesteps t with t1 <= t <= t2, the DPM alone denoises elsewhere. A sample scores when the digit classifier
-gives it the label of the digit z came from.
+Samples start from random x_T and use a code z of a labelled test image; the shift eps_theta -> eps_hat is applied
+only at the DDIM timesteps t with t1 <= t <= t2, the DPM alone denoises elsewhere. A sample scores when a classifier
+of the user's choice (any `images -> labels` function) gives it the label of the image z came from.
 
 All (t1, t2) pairs on the DDIM grid share work: above t2 every pair follows the unconditional trajectory (computed
 once, its state cached at every timestep); for each t2 the shifted segment runs downward once, and at each t1 an
@@ -18,10 +18,8 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
-from ..pdae_math import ddim_step
+from ..pdae_math import ddim_step, ddim_transitions
 from ..pipelines.pipeline_pdae import PDAEPipeline
-from .classifier_scores import classify
-from .digit_classifier import DigitClassifier
 
 PAPER_CRITICAL_STAGE = (400, 700)
 
@@ -112,17 +110,15 @@ def mixed_sampling_sweep(
             with AMX/AVX-512 bf16; the DDIM updates stay in float32).
         progress (`bool`, defaults to `True`): show a progress bar over t2.
     """
-    scheduler = pipeline.deterministic_scheduler(num_inference_steps)
-    timesteps = [int(t) for t in scheduler.timesteps]  # descending
-    alphas_cumprod = scheduler.alphas_cumprod.to(latents.device)
-    alpha_before = [alphas_cumprod[t] for t in timesteps]
-    alpha_after = alpha_before[1:] + [scheduler.final_alpha_cumprod]
+    transitions = ddim_transitions(pipeline.deterministic_scheduler(num_inference_steps), latents.device)
+    timesteps = [t for t, _, _ in transitions]  # descending
     device_type = latents.device.type
 
     def step(sample: torch.Tensor, index: int, z: torch.Tensor | None) -> torch.Tensor:
+        t, alpha_t, alpha_next = transitions[index]
         with torch.autocast(device_type, dtype=torch.bfloat16, enabled=autocast):
-            noise_pred = pipeline.predict_noise(sample, timesteps[index], z)
-        return ddim_step(sample, noise_pred.to(sample.dtype), alpha_before[index], alpha_after[index])
+            noise_pred = pipeline.predict_noise(sample, t, z)
+        return ddim_step(sample, noise_pred.to(sample.dtype), alpha_t, alpha_next)
 
     def unconditional_tail(sample: torch.Tensor, start: int) -> torch.Tensor:
         for index in range(start, len(timesteps)):
@@ -145,7 +141,7 @@ def mixed_sampling_sweep(
 @torch.no_grad()
 def critical_stage_scores(
     pipeline: PDAEPipeline,
-    classifier: DigitClassifier,
+    predict_labels: Callable[[torch.Tensor], torch.Tensor],
     codes: torch.Tensor,
     labels: torch.Tensor,
     latents: torch.Tensor,
@@ -156,8 +152,9 @@ def critical_stage_scores(
     """Score mixed sampling for every stage [t1, t2] on the DDIM grid.
 
     Args:
-        codes (`torch.Tensor` of shape `(N, latent_dim)`): z of test digits.
-        labels (`torch.Tensor` of shape `(N,)`): those digits' labels.
+        predict_labels: maps decoded images `(B, C, H, W)` in [-1, 1] (float32, clamped) to predicted labels `(B,)`.
+        codes (`torch.Tensor` of shape `(N, latent_dim)`): z of labelled test images.
+        labels (`torch.Tensor` of shape `(N,)`): those images' labels.
         latents (`torch.Tensor` of shape `(N, C, H, W)`): seeded random x_T.
         num_inference_steps (`int`, defaults to 20): DDIM steps; 20 "leading" steps of a 1000-step schedule give the
             grid 0, 50, ..., 950.
@@ -174,8 +171,8 @@ def critical_stage_scores(
         batch_labels = labels[start : start + batch_size]
 
         def hits(images: torch.Tensor, batch_labels=batch_labels) -> int:
-            predicted = classify(classifier, images.float().clamp(-1, 1)).argmax(dim=1)
-            return int((predicted == batch_labels.cpu()).sum())
+            predicted = predict_labels(images.float().clamp(-1, 1))
+            return int((predicted.cpu() == batch_labels.cpu()).sum())
 
         def count_stage(t1: int, t2: int, images: torch.Tensor) -> None:
             correct[(t1, t2)] = correct.get((t1, t2), 0) + hits(images)

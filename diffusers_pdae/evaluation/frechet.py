@@ -1,8 +1,9 @@
-"""Frechet distance between Gaussian fits of features, here the bundled digit classifier's penultimate features.
+"""Frechet distance between Gaussian fits of features (as FID does with Inception features).
 
-We call it "classifier FD", never FID: there are no Inception weights here, and the numbers are not comparable with
-published FIDs. Lower is better; the distance between two disjoint sets of real digits (e.g. train vs test) is the
-floor that sampling noise alone gives at the same sample sizes.
+Any feature extractor can feed it; with anything but the Inception network of FID, call the result by what it is
+(e.g. "classifier FD"), never FID: the numbers are not comparable with published FIDs. Lower is better; the distance
+between two disjoint sets of real images (e.g. train vs test) is the floor that sampling noise alone gives at the same
+sample sizes.
 
     FD = ||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^{1/2})
 
@@ -15,8 +16,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-
-from .digit_classifier import DigitClassifier
 
 
 def gaussian_statistics(features: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
@@ -44,32 +43,3 @@ def frechet_distance(mean_a: np.ndarray, cov_a: np.ndarray, mean_b: np.ndarray, 
     cross = np.clip(np.linalg.eigvalsh(sqrt_a @ cov_b @ sqrt_a), 0.0, None)
     trace_term = np.trace(cov_a) + np.trace(cov_b) - 2.0 * np.sqrt(cross).sum()
     return float(((mean_a - mean_b) ** 2).sum() + trace_term)
-
-
-@torch.no_grad()
-def classifier_features(classifier: DigitClassifier, images: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
-    """Penultimate classifier features `(B, feature_dim)` of images `(B, 1, H, W)` in [-1, 1], in batches."""
-    device = next(classifier.parameters()).device
-    return torch.cat(
-        [
-            classifier.features(images[i : i + batch_size].to(device)).float().cpu()
-            for i in range(0, len(images), batch_size)
-        ]
-    )
-
-
-def classifier_statistics(classifier: DigitClassifier, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """Mean `(D,)` and covariance `(D, D)` of the classifier features of images `(N, 1, H, W)` in [-1, 1]."""
-    return gaussian_statistics(classifier_features(classifier, images))
-
-
-def classifier_frechet_distance(
-    classifier: DigitClassifier,
-    images: torch.Tensor,
-    reference: torch.Tensor | tuple[np.ndarray, np.ndarray],
-) -> float:
-    """Classifier FD between images `(N, 1, H, W)` in [-1, 1] and reference images `(M, 1, H, W)` (or their
-    precomputed `classifier_statistics`)."""
-    if isinstance(reference, torch.Tensor):
-        reference = classifier_statistics(classifier, reference)
-    return frechet_distance(*classifier_statistics(classifier, images), *reference)

@@ -12,10 +12,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import train_test_split
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
+
+from ..import_utils import require
 
 # Wide enough that no representation picks an end of the grid (the earlier (0.01, 0.1, 1.0) was cut off at 1.0).
 DEFAULT_CS = (0.001, 0.01, 0.1, 1.0, 10.0, 100.0)
@@ -52,7 +50,12 @@ def _as_numpy(features: np.ndarray | torch.Tensor) -> np.ndarray:
 
 
 def _fit_probe(features: np.ndarray, labels: np.ndarray, C: float, max_iter: int):
-    probe = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=max_iter))
+    linear_model = require("sklearn.linear_model", "linear_probe")
+    pipeline = require("sklearn.pipeline", "linear_probe")
+    preprocessing = require("sklearn.preprocessing", "linear_probe")
+    probe = pipeline.make_pipeline(
+        preprocessing.StandardScaler(), linear_model.LogisticRegression(C=C, max_iter=max_iter)
+    )
     return probe.fit(features, labels)
 
 
@@ -64,7 +67,8 @@ def select_regularisation(
     Returns:
         `(C, {str(C): held-out accuracy})`.
     """
-    fit_x, held_x, fit_y, held_y = train_test_split(
+    model_selection = require("sklearn.model_selection", "linear_probe")
+    fit_x, held_x, fit_y, held_y = model_selection.train_test_split(
         features, labels, test_size=0.2, stratify=labels, random_state=seed
     )
     accuracy = {str(C): float(_fit_probe(fit_x, fit_y, C, max_iter).score(held_x, held_y)) for C in Cs}

@@ -13,15 +13,16 @@ from ..image_utils import ImageInput, images_to_tensor, postprocess_images
 from ..models.encoder import PDAEEncoder
 from ..models.gradient_estimator import GradientEstimator
 from ..models.unet_features import unet_forward_with_features
-from ..pdae_math import ddim_step, shift_coefficients, shifted_noise_prediction
+from ..pdae_math import ddim_step, ddim_transitions, shift_coefficients, shifted_noise_prediction
 
 EXAMPLE_DOC_STRING = """
     Examples:
         ```py
         >>> import diffusers_pdae  # registers the PDAE classes with diffusers
-        >>> from diffusers_pdae import PDAEPipeline, load_mnist
+        >>> from diffusers_pdae import PDAEPipeline
+        >>> from diffusers_pdae.bundled import checkpoint_path, load_mnist
 
-        >>> pipe = PDAEPipeline.from_pretrained("pretrained/pdae-mnist")
+        >>> pipe = PDAEPipeline.from_pretrained(checkpoint_path("pdae-mnist"))
         >>> digits = load_mnist("test")["image"][:8]
         >>> z = pipe.encode(digits)  # (8, latent_dim)
         >>> images = pipe.reconstruct(digits, num_inference_steps=50).images
@@ -144,14 +145,13 @@ class PDAEPipeline(DiffusionPipeline):
     ) -> torch.Tensor:
         """Run `scheduler`'s timesteps from x_T down to x_0, shifting the noise prediction by z where asked.
 
-        `DDIMScheduler.step` derives the previous timestep as t - T // N, which is wrong for `timestep_spacing=
-        "linspace"` (diffusers #12633); for DDIM we take it from `scheduler.timesteps` instead.
+        A `DDIMScheduler` is stepped with [`~pdae_math.ddim_transitions`] (neighbouring timesteps from
+        `scheduler.timesteps`, see diffusers issue 12633); any other scheduler with its own `step`.
         """
-        alphas_cumprod = scheduler.alphas_cumprod.to(latents.device)
-        timesteps = scheduler.timesteps
         is_ddim = isinstance(scheduler, DDIMScheduler)
+        transitions = ddim_transitions(scheduler, latents.device) if is_ddim else None
         step_kwargs = _step_kwargs(scheduler, eta, generator)
-        for i, t in enumerate(self.progress_bar(timesteps)):
+        for i, t in enumerate(self.progress_bar(scheduler.timesteps)):
             in_stage = shift_range is None or shift_range[0] <= int(t) <= shift_range[1]
             # Identity for DDPM/DDIM/DPM-Solver; Euler-type schedulers keep latents at sigma scale.
             model_input = scheduler.scale_model_input(latents, t)
@@ -159,14 +159,14 @@ class PDAEPipeline(DiffusionPipeline):
             if not is_ddim:
                 latents = scheduler.step(noise_pred, t, latents, **step_kwargs).prev_sample
                 continue
-            alpha_to = alphas_cumprod[timesteps[i + 1]] if i + 1 < len(timesteps) else scheduler.final_alpha_cumprod
+            _, alpha_from, alpha_to = transitions[i]
             variance_noise = None
             if eta > 0:
                 variance_noise = randn_tensor(
                     latents.shape, generator=generator, device=latents.device, dtype=latents.dtype
                 )
             clip = scheduler.config.clip_sample_range if scheduler.config.clip_sample else None
-            latents = ddim_step(latents, noise_pred, alphas_cumprod[t], alpha_to, eta, variance_noise, clip)
+            latents = ddim_step(latents, noise_pred, alpha_from, alpha_to, eta, variance_noise, clip)
         return latents
 
     def _output(self, images: torch.Tensor, output_type: str, return_dict: bool):
@@ -220,13 +220,10 @@ class PDAEPipeline(DiffusionPipeline):
             z = self.encoder(sample) if z is None else self._check_codes(z, sample.shape[0])
         else:
             z = None
-        scheduler = self.deterministic_scheduler(num_inference_steps)
-        alphas_cumprod = scheduler.alphas_cumprod.to(sample.device)
-        alpha_from = scheduler.final_alpha_cumprod
-        for t in self.progress_bar(scheduler.timesteps.flip(0)):
+        transitions = ddim_transitions(self.deterministic_scheduler(num_inference_steps), sample.device)
+        for t, alpha_t, alpha_next in self.progress_bar(list(reversed(transitions))):
             noise_pred = self.predict_noise(sample, t, z, shift_coefficient)
-            sample = ddim_step(sample, noise_pred, alpha_from, alphas_cumprod[t])
-            alpha_from = alphas_cumprod[t]
+            sample = ddim_step(sample, noise_pred, alpha_next, alpha_t)
         return sample
 
     @torch.no_grad()

@@ -1,10 +1,15 @@
 """Command-line flags shared by the training scripts, named as in diffusers'
-`examples/unconditional_image_generation/train_unconditional.py` wherever the meaning is the same."""
+`examples/unconditional_image_generation/train_unconditional.py` wherever the meaning is the same.
+
+The defaults of the flags that [`TrainingConfig`] holds come from it, so the two cannot disagree.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
+
+from .config import DEFAULTS
 
 
 def add_data_args(parser: argparse.ArgumentParser) -> None:
@@ -31,45 +36,50 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
 
 def add_optimization_args(parser: argparse.ArgumentParser, learning_rate: float) -> None:
     group = parser.add_argument_group("optimisation")
-    group.add_argument("--train_batch_size", type=int, default=64, help="Batch size per device.")
-    group.add_argument("--num_epochs", type=int, default=100)
     group.add_argument(
-        "--max_train_steps", type=int, default=None, help="Total optimiser steps; overrides --num_epochs if set."
+        "--train_batch_size", type=int, default=DEFAULTS["train_batch_size"], help="Batch size per device."
     )
-    group.add_argument("--gradient_accumulation_steps", type=int, default=1)
+    group.add_argument("--num_epochs", type=int, default=DEFAULTS["num_epochs"])
+    group.add_argument(
+        "--max_train_steps",
+        type=int,
+        default=DEFAULTS["max_train_steps"],
+        help="Total optimiser steps; overrides --num_epochs if set.",
+    )
+    group.add_argument("--gradient_accumulation_steps", type=int, default=DEFAULTS["gradient_accumulation_steps"])
     group.add_argument("--learning_rate", type=float, default=learning_rate)
     group.add_argument(
         "--lr_scheduler",
         type=str,
-        default="constant_with_warmup",
+        default=DEFAULTS["lr_scheduler"],
         help='One of diffusers\' schedules: "linear", "cosine", "cosine_with_restarts", "polynomial", "constant", '
         '"constant_with_warmup".',
     )
-    group.add_argument("--lr_warmup_steps", type=int, default=500)
-    group.add_argument("--adam_beta1", type=float, default=0.9)
-    group.add_argument("--adam_beta2", type=float, default=0.999)
-    group.add_argument("--adam_weight_decay", type=float, default=0.0)
-    group.add_argument("--adam_epsilon", type=float, default=1e-08)
-    group.add_argument("--max_grad_norm", type=float, default=1.0)
+    group.add_argument("--lr_warmup_steps", type=int, default=DEFAULTS["lr_warmup_steps"])
+    group.add_argument("--adam_beta1", type=float, default=DEFAULTS["adam_beta1"])
+    group.add_argument("--adam_beta2", type=float, default=DEFAULTS["adam_beta2"])
+    group.add_argument("--adam_weight_decay", type=float, default=DEFAULTS["adam_weight_decay"])
+    group.add_argument("--adam_epsilon", type=float, default=DEFAULTS["adam_epsilon"])
+    group.add_argument("--max_grad_norm", type=float, default=DEFAULTS["max_grad_norm"])
     group.add_argument("--use_ema", action="store_true", help="Keep an exponential moving average of the weights.")
-    group.add_argument("--ema_inv_gamma", type=float, default=1.0)
-    group.add_argument("--ema_power", type=float, default=3 / 4)
-    group.add_argument("--ema_max_decay", type=float, default=0.9999)
+    group.add_argument("--ema_inv_gamma", type=float, default=DEFAULTS["ema_inv_gamma"])
+    group.add_argument("--ema_power", type=float, default=DEFAULTS["ema_power"])
+    group.add_argument("--ema_max_decay", type=float, default=DEFAULTS["ema_max_decay"])
     group.add_argument(
         "--mixed_precision",
         type=str,
-        default=None,
+        default=DEFAULTS["mixed_precision"],
         choices=["no", "fp16", "bf16"],
         help="Defaults to the value of `accelerate config`.",
     )
-    group.add_argument("--seed", type=int, default=0, help="Seed for reproducible training.")
+    group.add_argument("--seed", type=int, default=DEFAULTS["seed"], help="Seed for reproducible training.")
     group.add_argument(
         "--allow_tf32", action="store_true", help="Allow TF32 matmuls on Ampere and newer GPUs (faster training)."
     )
     group.add_argument(
         "--max_train_minutes",
         type=float,
-        default=None,
+        default=DEFAULTS["max_train_minutes"],
         help="Stop cleanly (and save) after this much wall-clock time, e.g. to fit a time-boxed job.",
     )
 
@@ -78,16 +88,19 @@ def add_output_args(parser: argparse.ArgumentParser, output_dir: str) -> None:
     group = parser.add_argument_group("outputs, logging and checkpoints")
     group.add_argument("--output_dir", type=str, default=output_dir)
     group.add_argument("--overwrite_output_dir", action="store_true")
-    group.add_argument("--logger", type=str, default="tensorboard", choices=["tensorboard", "wandb"])
-    group.add_argument("--logging_dir", type=str, default="logs", help="Relative to --output_dir.")
+    group.add_argument("--logger", type=str, default=DEFAULTS["logger"], choices=["tensorboard", "wandb"])
+    group.add_argument("--logging_dir", type=str, default=DEFAULTS["logging_dir"], help="Relative to --output_dir.")
     group.add_argument("--save_images_epochs", type=int, default=10, help="Validation images every N epochs.")
     group.add_argument(
         "--validation_steps", type=int, default=None, help="Validation every N steps as well (for short runs)."
     )
-    group.add_argument("--checkpointing_steps", type=int, default=500)
-    group.add_argument("--checkpoints_total_limit", type=int, default=None)
+    group.add_argument("--checkpointing_steps", type=int, default=DEFAULTS["checkpointing_steps"])
+    group.add_argument("--checkpoints_total_limit", type=int, default=DEFAULTS["checkpoints_total_limit"])
     group.add_argument(
-        "--resume_from_checkpoint", type=str, default=None, help='A checkpoint folder, or "latest" in --output_dir.'
+        "--resume_from_checkpoint",
+        type=str,
+        default=DEFAULTS["resume_from_checkpoint"],
+        help='A checkpoint folder, or "latest" in --output_dir.',
     )
     group.add_argument("--push_to_hub", action="store_true")
     group.add_argument("--hub_token", type=str, default=None)

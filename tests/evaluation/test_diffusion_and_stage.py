@@ -4,9 +4,14 @@ import pytest
 import torch
 from diffusers import DDIMScheduler
 
-from diffusers_pdae.evaluation import CriticalStageResult, diffusion_curves, mixed_sampling_sweep
+from diffusers_pdae.evaluation import (
+    CriticalStageResult,
+    critical_stage_scores,
+    diffusion_curves,
+    mixed_sampling_sweep,
+    reconstruction_study,
+)
 from diffusers_pdae.evaluation.diffusion_metrics import average_over_all_timesteps, curve_timesteps
-from diffusers_pdae.evaluation.reconstruction import reconstruction_study
 from diffusers_pdae.pdae_math import cumulative_alphas
 
 from ..conftest import tiny_images, tiny_pipeline, tiny_unet
@@ -69,6 +74,28 @@ def test_the_shared_sweep_gives_exactly_what_the_pipeline_gives_for_each_stage()
         assert torch.allclose((results[stage] / 2 + 0.5).clamp(0, 1), expected.images, atol=1e-5), stage
         decoded = pipeline.decode(latents, codes, 5, stage, output_type="latent")
         assert torch.allclose(results[stage], decoded, atol=1e-6)
+
+
+def test_critical_stage_scores_count_every_stage_over_batches_with_any_label_predictor():
+    pipeline = tiny_pipeline(scheduler=DDIMScheduler(num_train_timesteps=1000, clip_sample=False))
+    images = tiny_images(3)
+    latents = torch.randn(3, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    seen = []
+
+    def predict_ones(decoded: torch.Tensor) -> torch.Tensor:
+        seen.append(decoded)
+        return torch.ones(len(decoded), dtype=torch.long)
+
+    result = critical_stage_scores(
+        pipeline, predict_ones, pipeline.encode(images), torch.tensor([1, 0, 1]), latents, num_inference_steps=3,
+        batch_size=2,
+    )  # fmt: skip
+    assert result.timesteps == [0, 333, 666] and result.num_samples == 3
+    assert result.unconditional_score == pytest.approx(2 / 3)
+    assert result.scores[1][0] is None
+    assert all(score == pytest.approx(2 / 3) for row in result.scores for score in row if score is not None)
+    # 2 batches x (1 unconditional + 6 stages) calls, on clamped float32 images
+    assert len(seen) == 14 and all(d.dtype == torch.float32 and d.abs().max() <= 1 for d in seen)
 
 
 def test_shortest_stage_keeps_the_fraction_of_the_full_shift_score():

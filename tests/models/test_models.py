@@ -3,8 +3,10 @@
 import pytest
 import torch
 from diffusers import DDPMScheduler, UNet2DModel
+from diffusers.models.resnet import ResnetBlock2D
 
 from diffusers_pdae import GradientEstimator, PDAEEncoder, unet_forward_with_features
+from diffusers_pdae.models import ZShiftResnetBlock2D
 from diffusers_pdae.training import pdae_training_loss
 
 from ..conftest import LATENT_DIM, perturb_output, tiny_encoder, tiny_images, tiny_unet
@@ -178,3 +180,32 @@ def test_save_and_load_round_trip_bit_for_bit(tmp_path):
     features = unet_forward_with_features(tiny_unet(), images, torch.tensor([10, 500]))
     z = torch.randn(2, LATENT_DIM)
     assert torch.equal(loaded_estimator.from_features(features, z), estimator.eval().from_features(features, z))
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"in_channels": 24, "out_channels": 16},  # conv shortcut
+        {"in_channels": 16, "out_channels": 16, "time_embedding_norm": "scale_shift"},
+        {"in_channels": 16, "out_channels": 16, "up": True},  # an upsampling resnet ("resnet" upsample_type)
+        {"in_channels": 16, "out_channels": 16, "skip_time_act": True},
+    ],
+)
+@pytest.mark.parametrize("training", [False, True])
+def test_z_shift_block_is_diffusers_resnet_block_when_its_z_projection_is_zero(kwargs, training):
+    common = {"temb_channels": 32, "groups": 4, "dropout": 0.0, **kwargs}
+    torch.manual_seed(0)
+    reference = ResnetBlock2D(**common).train(training)
+    block = ZShiftResnetBlock2D(z_channels=8, **common).train(training)
+    missing, unexpected = block.load_state_dict(reference.state_dict(), strict=False)
+    assert not unexpected and sorted(missing) == ["z_proj.bias", "z_proj.weight"]
+    torch.nn.init.zeros_(block.z_proj.weight)
+    torch.nn.init.zeros_(block.z_proj.bias)
+    generator = torch.Generator().manual_seed(1)
+    hidden = torch.randn(3, common["in_channels"], 8, 8, generator=generator)
+    temb = torch.randn(3, 32, generator=generator)
+    zemb = torch.randn(3, 8, generator=generator)
+    assert torch.equal(block(hidden, temb, zemb), reference(hidden, temb))
+    # and the code does act once its projection is not zero
+    torch.nn.init.normal_(block.z_proj.weight, generator=generator)
+    assert not torch.allclose(block(hidden, temb, zemb), reference(hidden, temb))

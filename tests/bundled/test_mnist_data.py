@@ -3,8 +3,9 @@ import pytest
 import torch
 from PIL import Image
 
-from diffusers_pdae.data import load_mnist, load_mnist_arrays, mnist_to_tensor, pad_to_size
-from diffusers_pdae.data.mnist import _load_npz
+from diffusers_pdae.bundled import load_mnist, load_mnist_arrays, load_mnist_tensors, mnist_to_tensor
+from diffusers_pdae.bundled.mnist import _load_npz
+from diffusers_pdae.image_utils import pad_to_size
 
 
 @pytest.fixture(scope="module")
@@ -122,3 +123,12 @@ def test_pad_to_size():
     assert padded[..., 2:30, 2:30].eq(0).all() and padded[..., 30:, :].eq(-1).all()
     with pytest.raises(ValueError):
         pad_to_size(images, 16)
+
+
+def test_load_mnist_tensors_picks_digits_and_labels_in_the_given_order():
+    images, labels = load_mnist_arrays("test")
+    tensors, tensor_labels = load_mnist_tensors("test", [5, 0, 1999])
+    assert torch.equal(tensors, mnist_to_tensor(images[[5, 0, 1999]]))
+    assert tensor_labels.tolist() == labels[[5, 0, 1999]].tolist() and tensor_labels.dtype == torch.int64
+    everything, _ = load_mnist_tensors("train", size=28)
+    assert everything.shape == (8000, 1, 28, 28)

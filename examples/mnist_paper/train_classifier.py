@@ -1,10 +1,10 @@
-"""Train the small MNIST [`DigitClassifier`] bundled in `pretrained/mnist-classifier`.
+"""Train the small MNIST [`DigitClassifier`] kept in `pretrained/mnist-classifier` next to this file.
 
 Trains on the bundled "train" split only (8,000 digits) with random shifts of up to 2 pixels, then reports the accuracy
 on the "test" split (2,000 digits, never used for training or model selection) and saves the model with
 `save_pretrained` (safetensors). Takes a few minutes on 2 CPU cores:
 
-    python examples/train_classifier.py
+    python examples/mnist_paper/train_classifier.py
 """
 
 import argparse
@@ -12,11 +12,10 @@ import time
 
 import torch
 import torch.nn.functional as F
+from digit_classifier import DEFAULT_CLASSIFIER_PATH, DigitClassifier
 from tqdm.auto import tqdm
 
-from diffusers_pdae.data import load_mnist_arrays, mnist_to_tensor
-from diffusers_pdae.evaluation import DigitClassifier
-from diffusers_pdae.evaluation.digit_classifier import DEFAULT_CLASSIFIER_PATH
+from diffusers_pdae.bundled import load_mnist_tensors
 
 
 def parse_args() -> argparse.Namespace:
@@ -63,8 +62,7 @@ def main() -> None:
     generator = torch.Generator().manual_seed(args.seed)
     torch.manual_seed(args.seed)  # dropout uses the global generator
 
-    train_images, train_labels = load_mnist_arrays("train")
-    train_images, train_labels = mnist_to_tensor(train_images), torch.from_numpy(train_labels)
+    train_images, train_labels = load_mnist_tensors("train")
 
     model = DigitClassifier()
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay)
@@ -90,10 +88,10 @@ def main() -> None:
     progress.close()
     print(f"Training time: {time.perf_counter() - start:.0f} s")
 
-    test_images, test_labels = load_mnist_arrays("test")
-    probabilities = predict(model, mnist_to_tensor(test_images))
+    test_images, test_labels = load_mnist_tensors("test")
+    probabilities = predict(model, test_images)
     confidence, prediction = probabilities.max(dim=-1)
-    accuracy = (prediction == torch.from_numpy(test_labels)).float().mean().item()
+    accuracy = (prediction == test_labels).float().mean().item()
     print(f"Test accuracy: {accuracy:.2%} ({len(test_labels)} digits)")
     print(f"Fraction of test digits with max probability > 0.9: {(confidence > 0.9).float().mean().item():.2%}")
 

@@ -1,11 +1,11 @@
 """Evaluate a PDAE MNIST pipeline: reconstruction, linear probes against baselines, the paper's figures 1, 3 and 5.
 
-    python examples/evaluate_pdae.py --pipeline pretrained/pdae-mnist --out docs/results          # full, < 30 min
-    python examples/evaluate_pdae.py --pipeline pretrained/pdae-mnist --out /tmp/results --quick  # a few minutes
+    python examples/mnist_paper/evaluate_pdae.py                                # bundled pdae-mnist -> docs/results
+    python examples/mnist_paper/evaluate_pdae.py --out /tmp/results --quick    # a few minutes
 
 Writes to --out: README.md (tables, targets, plots), results.json (every figure) and PNG plots and grids. Fitting uses
 the bundled train split only, scoring the test split; everything is seeded. See
-`diffusers_pdae.evaluation.suite.EvaluationConfig` for what each size flag controls.
+`EvaluationConfig` in `evaluation_suite.py` for what each size flag controls.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import sys
 from dataclasses import replace
 
 import torch
+from evaluation_suite import EvaluationConfig, run_evaluation
 
 import diffusers_pdae  # noqa: F401  (registers the PDAE classes with diffusers)
-from diffusers_pdae.evaluation.suite import EvaluationConfig, run_evaluation
 
 # Flags that override a field of EvaluationConfig (after --quick's preset), with their types.
 SIZE_FLAGS = {
@@ -42,8 +42,12 @@ SIZE_FLAGS = {
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--pipeline", default="pretrained/pdae-mnist", help="A saved PDAEPipeline folder.")
-    parser.add_argument("--out", default="docs/results", help="Output folder.")
+    parser.add_argument(
+        "--pipeline",
+        default=EvaluationConfig.pipeline,
+        help="A saved PDAEPipeline folder (default: bundled pdae-mnist).",
+    )
+    parser.add_argument("--out", default=EvaluationConfig.out, help="Output folder (default: docs/results).")
     parser.add_argument(
         "--conditional_dpm",
         default=EvaluationConfig.conditional_dpm,
@@ -80,7 +84,7 @@ def main(argv=None) -> dict:
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
     argv = sys.argv[1:] if argv is None else argv
-    command = "python examples/evaluate_pdae.py " + " ".join(shlex.quote(a) for a in argv)
+    command = "python examples/mnist_paper/evaluate_pdae.py " + " ".join(shlex.quote(a) for a in argv)
     results = run_evaluation(build_config(args), command)
     print(f"\nWrote {args.out}/README.md, results.json and plots in {results['wall_time_s'] / 60:.1f} min.")
     for target in results["targets"]:

@@ -1,34 +1,28 @@
-"""examples/evaluate_reconstruction.py on the bundled pipeline with a few digits and steps."""
+"""examples/mnist_paper/evaluate_reconstruction.py on the bundled pipeline with a few digits and steps."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import torch
 
 import diffusers_pdae  # noqa: F401
 from diffusers_pdae import PDAEPipeline
-from diffusers_pdae.data import load_mnist_arrays
-from diffusers_pdae.evaluation import psnr
-from diffusers_pdae.evaluation.reconstruction import RECONSTRUCTION_KINDS
+from diffusers_pdae.bundled import checkpoint_path, load_mnist_arrays
+from diffusers_pdae.evaluation import RECONSTRUCTION_KINDS, psnr
 
-ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "examples" / "evaluate_reconstruction.py"
-PIPELINE = ROOT / "pretrained" / "pdae-mnist"
+from .conftest import load_study_script
+
+PIPELINE = checkpoint_path("pdae-mnist")
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("evaluate_reconstruction", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_study_script("evaluate_reconstruction")
 
 
-def test_digits_are_class_balanced_test_digits():
-    digits = load_script().test_digits(20, seed=0)
+def test_balanced_test_digits_are_class_balanced_test_digits():
+    digits = load_script().balanced_test_digits(20, seed=0)
     images, labels = load_mnist_arrays("test")
     assert digits.shape == (20, 1, 32, 32)
-    assert load_script().test_digits(4, seed=0, size=16).shape == (4, 1, 16, 16)  # a smaller UNet's size
+    assert load_script().balanced_test_digits(4, seed=0, size=16).shape == (4, 1, 16, 16)  # a smaller UNet's size
     assert digits.min() >= -1 and digits.max() <= 1
     # each digit (without its 2-pixel padding) is a test digit, and every class appears twice
     flat = torch.as_tensor(images).reshape(len(images), -1).float() / 127.5 - 1
@@ -41,7 +35,7 @@ def test_digits_are_class_balanced_test_digits():
 def test_script_reports_every_kind_and_matches_a_direct_reconstruction(tmp_path, capsys):
     script = load_script()
     out = tmp_path / "figures.json"
-    figures = script.main(["--pipeline", str(PIPELINE), "--num_digits", "10", "--steps", "3", "--json", str(out)])
+    figures = script.main(["--pipeline", PIPELINE, "--num_digits", "10", "--steps", "3", "--json", str(out)])
     assert set(figures["3"]) == set(RECONSTRUCTION_KINDS)
     assert json.loads(out.read_text())["figures"] == figures
     printed = capsys.readouterr().out
@@ -49,7 +43,7 @@ def test_script_reports_every_kind_and_matches_a_direct_reconstruction(tmp_path,
 
     pipeline = PDAEPipeline.from_pretrained(PIPELINE)
     pipeline.set_progress_bar_config(disable=True)
-    digits = script.test_digits(10, seed=0)
+    digits = script.balanced_test_digits(10, seed=0)
     inferred = pipeline.reconstruct(digits, num_inference_steps=3, output_type="pt").images
     expected = psnr(inferred, (digits / 2 + 0.5).clamp(0, 1)).mean().item()
     assert abs(figures["3"]["pdae_inferred_xT"]["psnr"]["mean"] - expected) < 0.05

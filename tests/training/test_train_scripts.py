@@ -20,7 +20,7 @@ from safetensors.torch import load_file
 
 import diffusers_pdae  # noqa: F401
 from diffusers_pdae import PDAEPipeline
-from diffusers_pdae.data.training_data import load_training_dataset
+from diffusers_pdae.data import load_training_dataset
 from diffusers_pdae.training import hub, resolve_resume_path
 
 from ..conftest import tiny_unet
@@ -100,7 +100,7 @@ def test_two_steps_on_an_image_folder(tiny_dpm, image_folder, tmp_path):
 
 def test_two_steps_on_bundled_mnist_and_dpm_pretraining(tmp_path):
     dpm = tmp_path / "dpm"
-    config = str(REPO / "tests" / "examples" / "tiny_unet.json")
+    config = str(REPO / "tests" / "training" / "tiny_unet.json")
     result = launch(TRAIN_DPM, ["--output_dir", str(dpm), "--max_train_steps", "2", "--train_batch_size", "4",
                                 "--ddpm_num_inference_steps", "2", "--eval_batch_size", "4", "--resolution", "16",
                                 "--model_config_name_or_path", config])  # fmt: skip
@@ -114,6 +114,7 @@ def test_two_steps_on_bundled_mnist_and_dpm_pretraining(tmp_path):
     assert json.loads((out / "training_info.json").read_text())["global_step"] == 2
 
 
+@pytest.mark.slow
 def test_two_real_processes_train_different_shards_and_end_identical(tiny_dpm, tmp_path):
     out = tmp_path / "ddp"
     result = launch(TRAIN_PDAE, ["--pretrained_model_name_or_path", tiny_dpm, "--output_dir", str(out),
@@ -129,6 +130,7 @@ def test_two_real_processes_train_different_shards_and_end_identical(tiny_dpm, t
     assert json.loads((out / "training_info.json").read_text())["total_batch_size"] == 8
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_the_same_weights(tiny_dpm, tmp_path):
     flags = ["--pretrained_model_name_or_path", tiny_dpm, "--max_train_steps", "40", "--checkpointing_steps", "5",
              "--use_ema", "--checkpoints_total_limit", "2", *FAST_FLAGS]  # fmt: skip

@@ -1,8 +1,8 @@
 import pytest
 import torch
+from digit_classifier import DigitClassifier, load_digit_classifier
 
-from diffusers_pdae.data import load_mnist_arrays, mnist_to_tensor
-from diffusers_pdae.evaluation import DigitClassifier, load_digit_classifier
+from diffusers_pdae.bundled import load_mnist_arrays, mnist_to_tensor
 
 
 @pytest.fixture(scope="module")

@@ -1,33 +1,33 @@
-"""Plots (matplotlib, Agg backend) and the Markdown report of the evaluation suite."""
+"""Plots and the Markdown report of the evaluation suite.
+
+Plots use matplotlib's object-oriented `Figure` directly (no pyplot), so importing this module neither picks a
+backend nor changes the caller's.
+"""
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
 
-import matplotlib
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
-
-from .critical_stage import PAPER_CRITICAL_STAGE  # noqa: E402
-from .reconstruction import RECONSTRUCTION_KINDS  # noqa: E402
+from diffusers_pdae.evaluation import PAPER_CRITICAL_STAGE, RECONSTRUCTION_KINDS
 
 MODEL_LABELS = {"dpm": "DPM (unconditional)", "conditional_dpm": "class-conditional DPM", "pdae": "PDAE (shifted)"}
 MODEL_COLOURS = {"dpm": "tab:blue", "conditional_dpm": "tab:orange", "pdae": "tab:green"}
 
 
-def _save(figure: plt.Figure, path: Path) -> str:
+def _save(figure: Figure, path: Path) -> str:
     figure.tight_layout()
     figure.savefig(path, dpi=110)
-    plt.close(figure)
     return path.name
 
 
 def plot_reconstruction(figures: dict, path: Path) -> str:
     """PSNR and SSIM against the number of DDIM steps for every reconstruction kind (error bars: s.e.m.)."""
     steps = sorted(int(t) for t in figures)
-    figure, axes = plt.subplots(1, 2, figsize=(10, 4))
+    figure = Figure(figsize=(10, 4))
+    axes = figure.subplots(1, 2)
     for axis, metric, label in ((axes[0], "psnr", "PSNR (dB)"), (axes[1], "ssim", "SSIM")):
         for kind, name in RECONSTRUCTION_KINDS.items():
             means = [figures[str(t)][kind][metric]["mean"] for t in steps]
@@ -47,7 +47,8 @@ def plot_probes(probes: dict, path: Path) -> str:
     """Horizontal bars of linear-probe test accuracy, labelled with each code's width."""
     names = list(probes)
     accuracies = [100 * probes[name]["test_accuracy"] for name in names]
-    figure, axis = plt.subplots(figsize=(8, 0.45 * len(names) + 1.2))
+    figure = Figure(figsize=(8, 0.45 * len(names) + 1.2))
+    axis = figure.subplots()
     bars = axis.barh(range(len(names)), accuracies, color=["tab:green" if "pdae" in n else "tab:gray" for n in names])
     axis.set_yticks(range(len(names)), [f"{n} ({probes[n]['width']}-d)" for n in names])
     axis.invert_yaxis()
@@ -63,7 +64,8 @@ def plot_probes(probes: dict, path: Path) -> str:
 def plot_curves(timesteps: list[int], curves: dict[str, list[float]], ylabel: str, title: str, path: Path) -> str:
     """One log-scale curve per model against the training timestep t (left), and each curve divided by the DPM's
     (right, where differences of a few percent show)."""
-    figure, (axis, ratio_axis) = plt.subplots(1, 2, figsize=(12, 4.2))
+    figure = Figure(figsize=(12, 4.2))
+    axis, ratio_axis = figure.subplots(1, 2)
     for name, values in curves.items():
         style = {"label": MODEL_LABELS.get(name, name), "color": MODEL_COLOURS.get(name)}
         axis.plot(timesteps, values, **style)
@@ -85,7 +87,8 @@ def plot_critical_stage(stage: dict, path: Path) -> str:
     """Heat map of the mixed-sampling score over (t1, t2), with the shortest sufficient and the paper's stages."""
     timesteps = stage["timesteps"]
     scores = [[math.nan if s is None else s for s in row] for row in stage["scores"]]
-    figure, axis = plt.subplots(figsize=(7.5, 6.2))
+    figure = Figure(figsize=(7.5, 6.2))
+    axis = figure.subplots()
     image = axis.imshow(scores, origin="lower", cmap="viridis", vmin=0, vmax=1)
     ticks = list(range(0, len(timesteps), max(1, len(timesteps) // 10)))
     axis.set_xticks(ticks, [timesteps[i] for i in ticks], rotation=45)

@@ -1,9 +1,9 @@
-"""examples/evaluate_pdae.py --quick end to end on tiny random models saved to a temporary folder."""
+"""examples/mnist_paper/evaluate_pdae.py --quick end to end on tiny random models saved to a temporary folder."""
 
-import importlib.util
 import json
 from pathlib import Path
 
+import pytest
 import torch
 from diffusers import DDIMScheduler
 
@@ -11,8 +11,8 @@ import diffusers_pdae  # noqa: F401
 from diffusers_pdae import GradientEstimator, PDAEPipeline
 
 from ..conftest import perturb_output, tiny_encoder, tiny_unet
+from .conftest import load_study_script
 
-SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "evaluate_pdae.py"
 EXPECTED_FILES = [
     "README.md",
     "results.json",
@@ -29,13 +29,6 @@ EXPECTED_FILES = [
 ]
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location("evaluate_pdae", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def save_tiny_models(folder: Path) -> tuple[Path, Path]:
     """A tiny 32x32 PDAEPipeline and a tiny class-conditional UNet, saved like the bundled checkpoints."""
     unet = tiny_unet(seed=0, sample_size=32, attention=False)
@@ -49,10 +42,11 @@ def save_tiny_models(folder: Path) -> tuple[Path, Path]:
     return folder / "pdae", folder / "conditional"
 
 
+@pytest.mark.slow
 def test_quick_evaluation_writes_every_file_and_figure(tmp_path):
     pipeline_path, conditional_path = save_tiny_models(tmp_path)
     out = tmp_path / "results"
-    script = load_script()
+    script = load_study_script("evaluate_pdae")
     # --quick with fewer reconstruction and grid steps, to keep the test to seconds; T=50 is left out on purpose,
     # so the target that compares with DDIM at T=50 must report "not measured".
     results = script.main(

@@ -1,4 +1,4 @@
-"""Pieces shared by `examples/train_dpm.py` and `examples/train_pdae.py`: data, timesteps and the PDAE step."""
+"""What one training step computes: the noise and timesteps it draws, and PDAE's loss with one frozen UNet pass."""
 
 from __future__ import annotations
 
@@ -16,6 +16,16 @@ def sample_timesteps(
 ) -> torch.Tensor:
     """t ~ U{0, ..., T-1}, shape `(batch_size,)`, long."""
     return torch.randint(0, num_train_timesteps, (batch_size,), generator=generator, device="cpu").to(device)
+
+
+def sample_noise_and_timesteps(
+    clean_images: torch.Tensor, num_train_timesteps: int, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """eps ~ N(0, I) shaped like `clean_images` `(B, C, H, W)` and t ~ U{0, ..., T-1} `(B,)`, both drawn on the CPU
+    from `generator` (so a resumed run draws the same numbers) and moved to the images' device."""
+    noise = torch.randn(clean_images.shape, generator=generator).to(clean_images.device)
+    timesteps = sample_timesteps(clean_images.shape[0], num_train_timesteps, clean_images.device, generator)
+    return noise, timesteps
 
 
 def freeze(unet: UNet2DModel) -> UNet2DModel:

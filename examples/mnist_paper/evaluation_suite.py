@@ -3,7 +3,8 @@
 `run_evaluation(EvaluationConfig(...))` runs, in order: reconstruction, representation (linear probes against
 baselines), diffusion loss and posterior-mean gap per t (paper figs. 1 and 5), the critical stage (fig. 3), the
 classifier FD, interpolation and manipulation grids; then it checks the targets of issue 5 and writes the report.
-Fitting only ever uses the train split, scoring the test split. `examples/evaluate_pdae.py` is its command line.
+Fitting only ever uses the train split, scoring the test split. `evaluate_pdae.py` next to this file is its command
+line.
 """
 
 from __future__ import annotations
@@ -19,12 +20,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from classifier_scores import (
+    classifier_frechet_distance,
+    classifier_statistics,
+    classify,
+    label_predictor,
+)
 from diffusers import UNet2DModel
-
-from ..data.mnist import load_mnist_arrays, mnist_to_tensor
-from ..image_utils import labelled_rows, postprocess_images
-from ..pipelines.pipeline_pdae import PDAEPipeline
-from .baselines import (
+from digit_attributes import ink_targets
+from digit_classifier import DigitClassifier, load_digit_classifier
+from evaluation_report import plot_critical_stage, plot_curves, plot_probes, plot_reconstruction, write_readme
+from representation_baselines import (
     ConvAutoencoder,
     ConvVAE,
     autoencoder_codes,
@@ -34,18 +40,27 @@ from .baselines import (
     pdae_codes,
     train_autoencoder,
 )
-from .classifier_scores import classify
-from .critical_stage import PAPER_CRITICAL_STAGE, critical_stage_scores
-from .diffusion_metrics import curve_timesteps, diffusion_curves, one_step_predictions
-from .digit_classifier import REPO_ROOT, DigitClassifier, load_digit_classifier
-from .frechet import classifier_frechet_distance, classifier_statistics
-from .manipulation import ink_targets, linear_direction
-from .probe import DEFAULT_CS, linear_probe
-from .reconstruction import RECONSTRUCTION_KINDS, reconstruction_study
-from .report import plot_critical_stage, plot_curves, plot_probes, plot_reconstruction, write_readme
-from .subsets import stratified_indices
 
-DEFAULT_CONDITIONAL_DPM = REPO_ROOT / "pretrained" / "ddpm-mnist-conditional"
+from diffusers_pdae import PDAEPipeline
+from diffusers_pdae.bundled import checkpoint_path, load_mnist_tensors
+from diffusers_pdae.evaluation import (
+    PAPER_CRITICAL_STAGE,
+    RECONSTRUCTION_KINDS,
+    critical_stage_scores,
+    curve_timesteps,
+    diffusion_curves,
+    linear_direction,
+    linear_probe,
+    one_step_predictions,
+    reconstruction_study,
+    stratified_indices,
+)
+from diffusers_pdae.evaluation.probe import DEFAULT_CS
+from diffusers_pdae.image_utils import labelled_rows, postprocess_images
+
+STUDY_DIR = Path(__file__).resolve().parent
+REPO_ROOT = STUDY_DIR.parent.parent
+DEFAULT_CONDITIONAL_DPM = STUDY_DIR / "pretrained" / "ddpm-mnist-conditional"
 
 
 @dataclass
@@ -75,8 +90,8 @@ class EvaluationConfig:
         grid_steps: DDIM steps of the interpolation and manipulation grids.
     """
 
-    pipeline: str = "pretrained/pdae-mnist"
-    out: str = "docs/results"
+    pipeline: str = checkpoint_path("pdae-mnist")
+    out: str = str(REPO_ROOT / "docs" / "results")
     conditional_dpm: str | None = str(DEFAULT_CONDITIONAL_DPM)
     classifier: str | None = None
     seed: int = 0
@@ -181,8 +196,9 @@ def load_context(config: EvaluationConfig) -> EvaluationContext:
     pipeline = PDAEPipeline.from_pretrained(config.pipeline)
     pipeline.set_progress_bar_config(disable=True)
     conditional = load_conditional_unet(config.conditional_dpm) if config.conditional_dpm else None
-    splits = {split: load_mnist_arrays(split) for split in ("train", "test")}
     size = pipeline.unet.config.sample_size
+    train_images, train_labels = load_mnist_tensors("train", size=size)
+    test_images, test_labels = load_mnist_tensors("test", size=size)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     return EvaluationContext(
@@ -190,10 +206,10 @@ def load_context(config: EvaluationConfig) -> EvaluationContext:
         pipeline=pipeline,
         classifier=load_digit_classifier(config.classifier),
         conditional_unet=conditional,
-        train_images=mnist_to_tensor(splits["train"][0], size),
-        train_labels=torch.from_numpy(splits["train"][1]),
-        test_images=mnist_to_tensor(splits["test"][0], size),
-        test_labels=torch.from_numpy(splits["test"][1]),
+        train_images=train_images,
+        train_labels=train_labels,
+        test_images=test_images,
+        test_labels=test_labels,
         out=out,
     )
 
@@ -408,7 +424,8 @@ def evaluate_critical_stage(context: EvaluationContext) -> dict:
     generator = torch.Generator().manual_seed(config.seed + 3)
     latents = torch.randn((len(indices), *context.test_images.shape[1:]), generator=generator)
     result = critical_stage_scores(
-        context.pipeline, context.classifier, codes, labels, latents, config.stage_steps, config.batch_size,
+        context.pipeline, label_predictor(context.classifier), codes, labels, latents, config.stage_steps,
+        config.batch_size,
         autocast=config.stage_autocast,
     )  # fmt: skip
     figures = result.as_dict()
@@ -625,7 +642,12 @@ def run_evaluation(config: EvaluationConfig, command: str = "") -> dict:
     context = load_context(config)
     results: dict = {
         "command": command,
-        "config": {**asdict(config), "conditional_dpm": display_path(config.conditional_dpm)},
+        "config": {
+            **asdict(config),
+            "pipeline": display_path(config.pipeline),
+            "out": display_path(config.out),
+            "conditional_dpm": display_path(config.conditional_dpm),
+        },
         "device": describe_device(),
     }
     with timed(context, "reconstruction"):

@@ -1,0 +1,86 @@
+"""The checkpoints shipped in `diffusers_pdae/bundled/`: found from anywhere, loaded with plain diffusers calls, and
+doing what the README says."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from diffusers import DDPMPipeline
+
+import diffusers_pdae  # noqa: F401
+from diffusers_pdae import PDAEPipeline
+from diffusers_pdae.bundled import BUNDLED_CHECKPOINTS, checkpoint_path, load_mnist_arrays, load_mnist_tensors
+from diffusers_pdae.evaluation import psnr
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_bundled_ddpm_loads_and_samples():
+    pipeline = DDPMPipeline.from_pretrained(checkpoint_path("ddpm-mnist"))
+    pipeline.set_progress_bar_config(disable=True)
+    images = pipeline(
+        batch_size=2, num_inference_steps=5, generator=torch.Generator().manual_seed(0), output_type="np"
+    )
+    assert images.images.shape == (2, 32, 32, 1)
+
+
+def test_bundled_pdae_inferred_xt_beats_plain_ddim_inversion():
+    pipeline = PDAEPipeline.from_pretrained(checkpoint_path("pdae-mnist"))
+    pipeline.set_progress_bar_config(disable=True)
+    _, labels = load_mnist_arrays("test")
+    digits, _ = load_mnist_tensors("test", range(0, len(labels), len(labels) // 16)[:16])
+    references = digits / 2 + 0.5
+    steps = 20
+    inferred = pipeline.reconstruct(digits, num_inference_steps=steps, output_type="pt").images
+    x_T = pipeline.invert(digits, num_inference_steps=steps, apply_shift=False)
+    plain = pipeline(latents=x_T, num_inference_steps=steps, output_type="pt").images
+    gain = psnr(inferred, references).mean() - psnr(plain, references).mean()
+    assert gain > 2.0, f"inferred x_T is only {gain:.2f} dB above plain DDIM inversion"
+
+
+def test_checkpoint_path_names_what_is_bundled():
+    for name in BUNDLED_CHECKPOINTS:
+        assert Path(checkpoint_path(name), "model_index.json").is_file()
+    with pytest.raises(ValueError, match="ddpm-mnist, pdae-mnist"):
+        checkpoint_path("pdae-cifar10")
+
+
+def test_the_pdae_checkpoint_holds_the_dpm_it_was_trained_on():
+    """pdae-mnist carries its own copy of the frozen UNet (no link, so wheels and Windows keep it): the very weights
+    of ddpm-mnist."""
+    pdae_unet = Path(checkpoint_path("pdae-mnist"), "unet")
+    dpm_unet = Path(checkpoint_path("ddpm-mnist"), "unet")
+    assert not pdae_unet.is_symlink()
+    for name in ("config.json", "diffusion_pytorch_model.safetensors"):
+        assert (pdae_unet / name).read_bytes() == (dpm_unet / name).read_bytes()
+
+
+@pytest.mark.slow
+def test_a_non_editable_install_loads_the_bundled_pipeline_from_any_directory(tmp_path):
+    """`pip install .` (not editable) into a folder, then load the bundled pipeline and digits from elsewhere."""
+    target = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--target",
+         str(target), str(REPO)],
+        check=True, capture_output=True, timeout=600,
+    )  # fmt: skip
+    script = (
+        "import diffusers_pdae, torch\n"
+        "from diffusers_pdae import PDAEPipeline\n"
+        "from diffusers_pdae.bundled import checkpoint_path, load_mnist_tensors\n"
+        f"assert diffusers_pdae.__file__.startswith({str(target)!r}), diffusers_pdae.__file__\n"
+        "pipe = PDAEPipeline.from_pretrained(checkpoint_path('pdae-mnist'))\n"
+        "digits, _ = load_mnist_tensors('test', [0, 1])\n"
+        "print(tuple(pipe.encode(digits).shape))\n"
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(target), "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=elsewhere, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().endswith("(2, 64)")
