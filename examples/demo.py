@@ -56,7 +56,7 @@ def train_fresh_pipeline(minutes: float, output_dir: str) -> str:
         [
             sys.executable, str(TRAIN_PDAE), "--output_dir", folder,
             "--max_train_steps", "1000000", "--max_train_minutes", str(minutes), "--train_batch_size", "32",
-            "--warm_start_from_unet", "--lr_warmup_steps", "50", "--checkpointing_steps", "0",
+            "--warm_start_from_unet", "--lr_warmup_steps", "50", "--checkpointing_steps", "1000000",
             "--save_images_epochs", "1000000", "--validation_inference_steps", "10", "--overwrite_output_dir",
         ],
         check=True,

@@ -28,12 +28,14 @@ from diffusers_pdae.training import (
     add_optimization_args,
     add_output_args,
     averaged_model,
+    claim_output_dir,
     dpm_model_card,
     finalize_args,
     finish_run,
     make_accelerator,
     make_ema,
     make_optimization,
+    positive_int,
     register_training_state,
     sample_noise_and_timesteps,
     seed_run,
@@ -62,13 +64,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=None,
         help="A UNet2DModel config (folder or JSON file); defaults to the bundled MNIST layout.",
     )
-    parser.add_argument("--ddpm_num_steps", type=int, default=1000)
-    parser.add_argument("--ddpm_num_inference_steps", type=int, default=1000)
+    parser.add_argument("--ddpm_num_steps", type=positive_int, default=1000)
+    parser.add_argument("--ddpm_num_inference_steps", type=positive_int, default=1000)
     parser.add_argument("--ddpm_beta_schedule", type=str, default="linear")
-    parser.add_argument("--eval_batch_size", type=int, default=64, help="Samples in the validation grid.")
+    parser.add_argument("--eval_batch_size", type=positive_int, default=64, help="Samples in the validation grid.")
     parser.add_argument(
         "--num_class_embeds",
-        type=int,
+        type=positive_int,
         default=None,
         help="Train a class-conditional DPM with this many classes (the bundled MNIST has 10 digit labels); used to "
         "compare conditional and unconditional diffusion losses.",
@@ -113,6 +115,7 @@ def main(argv=None):
     args = parse_args(argv)
     config = TrainingConfig.from_args(args)
     accelerator = make_accelerator(config)
+    claim_output_dir(accelerator, args)
     noise_generator = seed_run(accelerator, config.seed)
 
     unet = build_unet(args)
@@ -121,6 +124,7 @@ def main(argv=None):
     dataset = load_training_dataset(
         args.dataset_name, args.dataset_config_name, args.train_data_dir, args.image_column,
         unet.config.in_channels, args.resolution, args.center_crop, args.random_flip, args.cache_dir,
+        check_images=not args.skip_image_check,
     )  # fmt: skip
     train_dataloader = torch.utils.data.DataLoader(
         dataset, batch_size=config.train_batch_size, shuffle=True, num_workers=args.dataloader_num_workers

@@ -22,6 +22,7 @@ from diffusers_pdae import GradientEstimator, PDAEEncoder, PDAEPipeline
 from diffusers_pdae.bundled import checkpoint_path
 from diffusers_pdae.data import load_training_dataset, validation_images
 from diffusers_pdae.image_utils import labelled_rows
+from diffusers_pdae.models.gradient_estimator import noise_schedule_of
 from diffusers_pdae.training import (
     RankReport,
     TrainingConfig,
@@ -30,14 +31,17 @@ from diffusers_pdae.training import (
     add_optimization_args,
     add_output_args,
     averaged_model,
+    claim_output_dir,
     finalize_args,
     finish_run,
+    finite_float,
     freeze,
     make_accelerator,
     make_ema,
     make_optimization,
     pdae_model_card,
     pdae_training_loss,
+    positive_int,
     register_training_state,
     sample_noise_and_timesteps,
     seed_run,
@@ -55,12 +59,18 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="A diffusers DDPM/DDIM pipeline folder or Hub id with `unet/` and `scheduler/` (default: the bundled "
         "MNIST DPM).",
     )
-    parser.add_argument("--latent_dim", type=int, default=64, help="Width of the code z.")
+    parser.add_argument("--latent_dim", type=positive_int, default=64, help="Width of the code z.")
     parser.add_argument(
-        "--encoder_block_out_channels", type=int, nargs="+", default=[32, 64, 128, 128], help="Encoder widths."
+        "--encoder_block_out_channels",
+        type=positive_int,
+        nargs="+",
+        default=[32, 64, 128, 128],
+        help="Encoder widths.",
     )
-    parser.add_argument("--encoder_norm_num_groups", type=int, default=8)
-    parser.add_argument("--lambda_gamma", type=float, default=0.1, help="gamma in lambda_t = SNR^gamma / (1 + SNR).")
+    parser.add_argument("--encoder_norm_num_groups", type=positive_int, default=8)
+    parser.add_argument(
+        "--lambda_gamma", type=finite_float, default=0.1, help="gamma in lambda_t = SNR^gamma / (1 + SNR)."
+    )
     parser.add_argument(
         "--warm_start_from_unet", action="store_true", help="Initialise G's decoder half from the UNet's up blocks."
     )
@@ -71,20 +81,26 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="Start from the encoder and gradient estimator of a trained PDAEPipeline (folder or Hub id) for the same "
         "UNet, e.g. to train a released checkpoint further.",
     )
-    parser.add_argument("--num_validation_images", type=int, default=8, help="Held-out images in the grid.")
-    parser.add_argument("--validation_inference_steps", type=int, default=20, help="DDIM steps for validation.")
+    parser.add_argument("--num_validation_images", type=positive_int, default=8, help="Held-out images in the grid.")
+    parser.add_argument(
+        "--validation_inference_steps", type=positive_int, default=20, help="DDIM steps for validation."
+    )
     add_data_args(parser)
     add_optimization_args(parser, learning_rate=1e-4)
     add_output_args(parser, output_dir="pdae-model")
     return finalize_args(parser.parse_args(argv))
 
 
-def build_trainable_models(args, unet: UNet2DModel) -> tuple[PDAEEncoder, GradientEstimator]:
+def build_trainable_models(
+    args, unet: UNet2DModel, noise_scheduler: DDPMScheduler
+) -> tuple[PDAEEncoder, GradientEstimator]:
     """A fresh encoder and G for `unet`, or the ones of --init_from_pipeline (checked against `unet`)."""
     if args.init_from_pipeline is not None:
         encoder = PDAEEncoder.from_pretrained(args.init_from_pipeline, subfolder="encoder")
         gradient_estimator = GradientEstimator.from_pretrained(args.init_from_pipeline, subfolder="gradient_estimator")
         gradient_estimator.check_compatible(unet)
+        gradient_estimator.check_schedule(noise_scheduler)
+        gradient_estimator.register_to_config(train_noise_schedule=noise_schedule_of(noise_scheduler))
     else:
         encoder = PDAEEncoder(
             in_channels=unet.config.in_channels,
@@ -94,7 +110,7 @@ def build_trainable_models(args, unet: UNet2DModel) -> tuple[PDAEEncoder, Gradie
             norm_num_groups=args.encoder_norm_num_groups,
         )
         gradient_estimator = GradientEstimator.from_unet(
-            unet, latent_dim=args.latent_dim, warm_start=args.warm_start_from_unet
+            unet, latent_dim=args.latent_dim, warm_start=args.warm_start_from_unet, noise_scheduler=noise_scheduler
         )
     # Weights copied from a frozen UNet may arrive with requires_grad=False; both models must train.
     encoder.requires_grad_(True)
@@ -106,6 +122,7 @@ def main(argv=None):
     args = parse_args(argv)
     config = TrainingConfig.from_args(args)
     accelerator = make_accelerator(config)
+    claim_output_dir(accelerator, args)
     noise_generator = seed_run(accelerator, config.seed)
 
     unet = freeze(UNet2DModel.from_pretrained(args.pretrained_model_name_or_path, subfolder="unet"))
@@ -118,11 +135,12 @@ def main(argv=None):
             "trains at the resolution of the pre-trained DPM."
         )
 
-    encoder, gradient_estimator = build_trainable_models(args, unet)
+    encoder, gradient_estimator = build_trainable_models(args, unet, noise_scheduler)
 
     dataset = load_training_dataset(
         args.dataset_name, args.dataset_config_name, args.train_data_dir, args.image_column,
         unet.config.in_channels, args.resolution, args.center_crop, args.random_flip, args.cache_dir,
+        check_images=not args.skip_image_check,
     )  # fmt: skip
     held_out = validation_images(dataset, args.num_validation_images)
     train_dataloader = torch.utils.data.DataLoader(

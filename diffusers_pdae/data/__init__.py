@@ -7,6 +7,7 @@ from .training_data import (
     bundled_mnist_dataset,
     check_first_item,
     load_training_dataset,
+    skip_unreadable_images,
     validation_images,
 )
 
@@ -17,5 +18,6 @@ __all__ = [
     "bundled_mnist_dataset",
     "check_first_item",
     "load_training_dataset",
+    "skip_unreadable_images",
     "validation_images",
 ]

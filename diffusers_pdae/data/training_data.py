@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import io
+import logging
+import os
 import random
 from dataclasses import dataclass
 
 import PIL.Image
 import torch
 from torch.utils.data import Dataset, Subset
+from tqdm.auto import tqdm
 
 from ..bundled.mnist import load_mnist_arrays, mnist_to_tensor
 from ..image_utils import images_to_tensor
+
+logger = logging.getLogger(__name__)
 
 
 class TensorImageDataset(Dataset):
@@ -43,7 +49,9 @@ class ImageFileDataset(Dataset):
     """A `datasets.Dataset` with an image column, converted on the fly to the UNet's channels and size.
 
     Images larger than `resolution` are cropped to a square (centre, or random unless `center_crop`) and resized;
-    smaller ones are padded with black (see `images_to_tensor`). `random_flip` flips horizontally with p = 0.5.
+    smaller ones are padded with black; modes, bit depths and transparency follow `images_to_tensor`. `random_flip`
+    flips horizontally with p = 0.5. Images are decoded here (not by `datasets`), so an unreadable one is named by its
+    file; [`skip_unreadable_images`] finds them all before training.
     """
 
     def __init__(
@@ -60,6 +68,10 @@ class ImageFileDataset(Dataset):
                 f"Image column {image_column!r} not found; the dataset has columns {dataset.column_names}. "
                 "Pass the right one with --image_column."
             )
+        import datasets
+
+        if isinstance(dataset.features.get(image_column), datasets.Image):
+            dataset = dataset.cast_column(image_column, datasets.Image(decode=False))
         self.dataset = dataset
         self.image_column = image_column
         self.channels = channels
@@ -78,12 +90,71 @@ class ImageFileDataset(Dataset):
         left, top = random.randint(0, width - side), random.randint(0, height - side)
         return image.crop((left, top, left + side, top + side))
 
+    def name_of(self, index: int) -> str:
+        """The file (or row) an item comes from, for messages."""
+        value = self.dataset[index][self.image_column]
+        path = value.get("path") if isinstance(value, dict) else getattr(value, "filename", None)
+        return path or f"row {index}"
+
+    def load_image(self, index: int) -> PIL.Image.Image:
+        """The item's image, fully decoded; a `ValueError` naming the file if it cannot be read."""
+        value = self.dataset[index][self.image_column]
+        try:
+            if isinstance(value, dict):
+                source = io.BytesIO(value["bytes"]) if value.get("bytes") else value["path"]
+                value = PIL.Image.open(source)
+            value.load()
+        except (OSError, SyntaxError, ValueError, TypeError) as error:
+            raise ValueError(f"Cannot read training image {self.name_of(index)}: {error}") from error
+        return value
+
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        image = self._crop_square(self.dataset[index][self.image_column])
-        pixel_values = images_to_tensor(image, self.channels, self.resolution)[0]
+        image = self._crop_square(self.load_image(index))
+        try:
+            pixel_values = images_to_tensor(image, self.channels, self.resolution)[0]
+        except ValueError as error:
+            raise ValueError(f"Training image {self.name_of(index)}: {error}") from error
         if self.random_flip and random.random() < 0.5:
             pixel_values = pixel_values.flip(-1)
         return {"pixel_values": pixel_values}
+
+
+def skip_unreadable_images(dataset: ImageFileDataset) -> Dataset:
+    """Decode and convert every image once, before training, and leave out those that fail.
+
+    A truncated or corrupt file, an empty image or one the UNet cannot take would otherwise stop the run at whatever
+    step first draws it. Each one left out is named in a warning, with the count at the end.
+
+    Returns:
+        `dataset` itself when every image is fine, else a `Subset` of the readable ones.
+
+    Raises:
+        `ValueError`: if the dataset is empty or no image can be used.
+    """
+    if len(dataset) == 0:
+        raise ValueError("The training dataset is empty.")
+    readable, problems = [], []
+    for index in tqdm(range(len(dataset)), desc="Checking training images", leave=False):
+        try:
+            dataset[index]
+        except ValueError as error:
+            problems.append(str(error))
+        else:
+            readable.append(index)
+    if not readable:
+        raise ValueError(
+            f"None of the {len(dataset)} training images can be converted to the UNet's input ({dataset.channels} "
+            f"channels, {dataset.resolution}x{dataset.resolution}); the first problem: {problems[0]}"
+        )
+    if not problems:
+        return dataset
+    for problem in problems[:20]:
+        logger.warning(f"Skipping it: {problem}")
+    logger.warning(
+        f"Left out {len(problems)} of {len(dataset)} training images that cannot be read or converted"
+        + (" (the first 20 are named above)." if len(problems) > 20 else " (named above).")
+    )
+    return Subset(dataset, readable)
 
 
 def load_training_dataset(
@@ -96,8 +167,13 @@ def load_training_dataset(
     center_crop: bool = True,
     random_flip: bool = False,
     cache_dir: str | None = None,
+    check_images: bool = True,
 ) -> Dataset:
-    """The training images the flags ask for: a Hub dataset, an image folder, or (neither given) bundled MNIST."""
+    """The training images the flags ask for: a Hub dataset, an image folder, or (neither given) bundled MNIST.
+
+    With `check_images` every image is decoded once before training and unreadable ones are left out, named (see
+    [`skip_unreadable_images`]); without it only the first is tried, and a bad one later stops the run naming its file.
+    """
     if dataset_name is None and train_data_dir is None:
         if channels != 1:
             raise ValueError(
@@ -110,8 +186,13 @@ def load_training_dataset(
     if dataset_name is not None:
         dataset = datasets.load_dataset(dataset_name, dataset_config_name, cache_dir=cache_dir, split="train")
     else:
+        if not os.path.isdir(train_data_dir):
+            raise FileNotFoundError(f"--train_data_dir {train_data_dir} is not a folder.")
+        if not any(files for _, _, files in os.walk(train_data_dir)):
+            raise ValueError(f"--train_data_dir {train_data_dir} holds no files.")
         dataset = datasets.load_dataset("imagefolder", data_dir=train_data_dir, cache_dir=cache_dir, split="train")
-    return check_first_item(ImageFileDataset(dataset, image_column, channels, resolution, center_crop, random_flip))
+    images = ImageFileDataset(dataset, image_column, channels, resolution, center_crop, random_flip)
+    return skip_unreadable_images(images) if check_images else check_first_item(images)
 
 
 def check_first_item(dataset: ImageFileDataset) -> ImageFileDataset:

@@ -8,11 +8,15 @@ import torch
 from diffusers import ConfigMixin, ModelMixin, UNet2DModel
 from diffusers.configuration_utils import register_to_config
 from diffusers.models.activations import get_activation
+from diffusers.schedulers import SchedulerMixin
 from diffusers.utils import BaseOutput
 from torch import nn
 
 from .gradient_estimator_blocks import GradientEstimatorUpBlock
 from .unet_features import SUPPORTED_UP_BLOCKS, UNetFeatures, check_unet_supported
+
+# Scheduler config entries that define the noise schedule G was trained with; a pipeline must use the same.
+NOISE_SCHEDULE_KEYS = ("num_train_timesteps", "beta_schedule", "beta_start", "beta_end", "trained_betas")
 
 # Config entries that must agree between a UNet2DModel and a GradientEstimator built for it.
 UNET_LAYOUT_KEYS = (
@@ -62,6 +66,10 @@ class GradientEstimator(ModelMixin, ConfigMixin):
             `"silu"`), attention_head_dim (`int`, *optional*), resnet_time_scale_shift (`str`, defaults to
             `"default"`), upsample_type (`str`, defaults to `"conv"`), dropout (`float`, defaults to 0.0): as in the
             UNet.
+        train_noise_schedule (`dict`, *optional*): the noise schedule G was trained with (the scheduler config's
+            `num_train_timesteps`, `beta_schedule`, `beta_start`, `beta_end`, `trained_betas`); c_t and lambda_t
+            depend on it, so a pipeline with another schedule is refused. Recorded by `from_unet(...,
+            noise_scheduler=...)`; None (older checkpoints) skips the check.
     """
 
     @register_to_config
@@ -82,6 +90,7 @@ class GradientEstimator(ModelMixin, ConfigMixin):
         resnet_time_scale_shift: str = "default",
         upsample_type: str = "conv",
         dropout: float = 0.0,
+        train_noise_schedule: dict | None = None,
     ):
         super().__init__()
         if len(block_out_channels) != len(up_block_types):
@@ -130,7 +139,12 @@ class GradientEstimator(ModelMixin, ConfigMixin):
 
     @classmethod
     def from_unet(
-        cls, unet: UNet2DModel, latent_dim: int = 64, warm_start: bool = False, **kwargs
+        cls,
+        unet: UNet2DModel,
+        latent_dim: int = 64,
+        warm_start: bool = False,
+        noise_scheduler: SchedulerMixin | None = None,
+        **kwargs,
     ) -> GradientEstimator:
         """Build a gradient estimator shaped like `unet`'s decoder half.
 
@@ -139,6 +153,8 @@ class GradientEstimator(ModelMixin, ConfigMixin):
             latent_dim (`int`, defaults to 64): width of the code z.
             warm_start (`bool`, defaults to `False`): initialise the up blocks and output norm from `unet`'s (the
                 code projections stay freshly initialised and the output conv stays zero, so G = 0 still).
+            noise_scheduler (`SchedulerMixin`, *optional*): the DPM's training scheduler, recorded as
+                `train_noise_schedule` so pipelines with another schedule are refused.
             kwargs: overrides of other config entries (e.g. `z_embed_dim`, `dropout`).
 
         Raises:
@@ -153,6 +169,8 @@ class GradientEstimator(ModelMixin, ConfigMixin):
             dropout=unet.config.dropout,
             temb_channels=unet.time_embedding.linear_2.out_features,
         )
+        if noise_scheduler is not None:
+            config["train_noise_schedule"] = noise_schedule_of(noise_scheduler)
         config.update(kwargs)
         estimator = cls(latent_dim=latent_dim, **config)
         if warm_start:
@@ -186,6 +204,20 @@ class GradientEstimator(ModelMixin, ConfigMixin):
             raise ValueError(
                 "The gradient estimator does not fit the UNet (" + "; ".join(mismatches) + "). Build a matching one "
                 "with GradientEstimator.from_unet(unet, latent_dim=...) and train it on this UNet."
+            )
+
+    def check_schedule(self, scheduler: SchedulerMixin) -> None:
+        """Raise a `ValueError` naming both schedules if `scheduler` is not the noise schedule G was trained with."""
+        trained = self.config.get("train_noise_schedule")
+        if trained is None:
+            return
+        used = noise_schedule_of(scheduler)
+        if any(_normalised(trained.get(key)) != _normalised(used.get(key)) for key in NOISE_SCHEDULE_KEYS):
+            raise ValueError(
+                f"The scheduler's noise schedule {used} is not the one the gradient estimator was trained with "
+                f"{dict(trained)}; c_t and the loss weights depend on it. Build the scheduler from the training "
+                "schedule (e.g. DDIMScheduler.from_config(pipe.scheduler.config)) and change only its sampling "
+                "settings."
             )
 
     def forward(
@@ -236,6 +268,11 @@ class GradientEstimator(ModelMixin, ConfigMixin):
     def from_features(self, features: UNetFeatures, z: torch.Tensor) -> torch.Tensor:
         """G(x_t, z, t) from a [`UNetFeatures`] of the frozen UNet's pass over x_t. Shape `(B, C, H, W)`."""
         return self(features.down_block_res_samples, features.mid_block_res_sample, features.temb, z).sample
+
+
+def noise_schedule_of(scheduler: SchedulerMixin) -> dict:
+    """The entries of a scheduler's config that define its noise schedule (`NOISE_SCHEDULE_KEYS`)."""
+    return {key: _normalised(scheduler.config.get(key)) for key in NOISE_SCHEDULE_KEYS}
 
 
 def _normalised(value):

@@ -3,17 +3,32 @@
 from __future__ import annotations
 
 import inspect
+import os
 
 import torch
 from diffusers import DDIMScheduler, DiffusionPipeline, ImagePipelineOutput, UNet2DModel
 from diffusers.schedulers import SchedulerMixin
 from diffusers.utils.torch_utils import randn_tensor
 
+from ..file_utils import write_folder_atomically
 from ..image_utils import ImageInput, images_to_tensor, postprocess_images
 from ..models.encoder import PDAEEncoder
 from ..models.gradient_estimator import GradientEstimator
 from ..models.unet_features import unet_forward_with_features
 from ..pdae_math import ddim_step, ddim_transitions, shift_coefficients, shifted_noise_prediction
+from .input_checks import (
+    check_batch_size,
+    check_eta,
+    check_finite,
+    check_generator,
+    check_interpolation_count,
+    check_num_inference_steps,
+    check_output_type,
+    check_pipeline_folder,
+    check_scales,
+    check_shift_range,
+    check_timesteps,
+)
 
 EXAMPLE_DOC_STRING = """
     Examples:
@@ -57,6 +72,7 @@ class PDAEPipeline(DiffusionPipeline):
     """
 
     model_cpu_offload_seq = "encoder->unet->gradient_estimator"
+    REQUIRED_COMPONENTS = ("unet", "scheduler", "encoder", "gradient_estimator")
 
     def __init__(
         self,
@@ -72,6 +88,35 @@ class PDAEPipeline(DiffusionPipeline):
     @property
     def latent_dim(self) -> int:
         return self.encoder.config.latent_dim
+
+    @property
+    def num_train_timesteps(self) -> int:
+        """T of the training schedule: `shift_range` and `predict_noise` take timesteps in [0, T)."""
+        return self.scheduler.config.num_train_timesteps
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs) -> PDAEPipeline:
+        """`DiffusionPipeline.from_pretrained`, with two guards: a local folder is checked first, so a missing
+        component or weight file is named; and weights are read from safetensors only (`use_safetensors=True` unless
+        given), never from pickled `.bin` files."""
+        path = os.fspath(pretrained_model_name_or_path)
+        if os.path.isdir(path):
+            check_pipeline_folder(path, cls.REQUIRED_COMPONENTS)
+        elif os.path.isabs(path) or path.startswith((".", "~")):
+            raise FileNotFoundError(f"No pipeline folder at {path}.")
+        kwargs.setdefault("use_safetensors", True)
+        return super().from_pretrained(path, **kwargs)
+
+    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs) -> None:
+        """`DiffusionPipeline.save_pretrained`, made atomic: the pipeline is written to a temporary folder and renamed
+        into place, so a crash mid-save or a concurrent reader never pairs an encoder of one save with a gradient
+        estimator of another (see [`~diffusers_pdae.file_utils.write_folder_atomically`]). Other files already in
+        `save_directory` are kept."""
+        if kwargs.get("push_to_hub"):
+            kwargs.setdefault("repo_id", os.path.basename(os.path.normpath(save_directory)))
+        write_folder_atomically(
+            save_directory, lambda folder: super(PDAEPipeline, self).save_pretrained(folder, **kwargs)
+        )
 
     # ------------------------------------------------------------------ building blocks
 
@@ -101,6 +146,7 @@ class PDAEPipeline(DiffusionPipeline):
             `torch.Tensor` of shape `(B, C, H, W)`.
         """
         timesteps = torch.as_tensor(timestep, device=sample.device).reshape(-1).expand(sample.shape[0])
+        check_timesteps(timesteps, self.num_train_timesteps)
         if z is None:
             return self.unet(sample, timesteps).sample
         features = unet_forward_with_features(self.unet, sample, timesteps)
@@ -114,24 +160,38 @@ class PDAEPipeline(DiffusionPipeline):
         scheduler.set_timesteps(num_inference_steps, device=self._execution_device)
         return scheduler
 
-    def _check_codes(self, z: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
+    def _check_codes(self, z: torch.Tensor, batch_size: int | None = None, name: str = "z") -> torch.Tensor:
+        codes = z if isinstance(z, (list, tuple)) else ()
+        if codes and all(isinstance(code, torch.Tensor) and code.ndim in (1, 2) for code in codes):
+            if len({code.shape[-1] for code in codes}) == 1:
+                # a list of codes, each (latent_dim,) or (n, latent_dim), as from several `encode` calls
+                z = torch.cat([code.reshape(-1, code.shape[-1]) for code in codes])
         if not isinstance(z, torch.Tensor) or z.ndim != 2 or z.shape[1] != self.latent_dim:
             shape = tuple(z.shape) if isinstance(z, torch.Tensor) else type(z)
             raise ValueError(
-                f"z must be a tensor of shape (batch_size, {self.latent_dim}) as returned by pipe.encode, got {shape}."
+                f"{name} must be a tensor of shape (batch_size, {self.latent_dim}) as returned by pipe.encode, got "
+                f"{shape}."
             )
+        if not z.is_floating_point():
+            raise ValueError(f"{name} must be a floating-point tensor, got dtype {z.dtype}.")
         if batch_size is not None and z.shape[0] != batch_size:
-            raise ValueError(f"z has {z.shape[0]} codes but there are {batch_size} images or latents.")
+            raise ValueError(f"{name} has {z.shape[0]} codes but there are {batch_size} images or latents.")
+        check_finite(z, name)
         return z.to(device=self._execution_device, dtype=self.unet.dtype)
 
     def _check_latents(self, latents: torch.Tensor) -> torch.Tensor:
         size = self.unet.config.sample_size
         expected = (self.unet.config.in_channels, *((size, size) if isinstance(size, int) else size))
-        if latents.ndim != 4 or tuple(latents.shape[1:]) != expected:
-            raise ValueError(
-                f"latents must have shape (batch_size, {', '.join(map(str, expected))}), got {tuple(latents.shape)}."
-            )
+        if not isinstance(latents, torch.Tensor) or latents.ndim != 4 or tuple(latents.shape[1:]) != expected:
+            shape = tuple(latents.shape) if isinstance(latents, torch.Tensor) else type(latents).__name__
+            raise ValueError(f"latents must have shape (batch_size, {', '.join(map(str, expected))}), got {shape}.")
+        if latents.shape[0] == 0:
+            raise ValueError("latents holds no sample (batch size 0).")
+        check_finite(latents, "latents")
         return latents.to(device=self._execution_device, dtype=self.unet.dtype)
+
+    def _check_steps(self, num_inference_steps) -> int:
+        return check_num_inference_steps(num_inference_steps, self.num_train_timesteps)
 
     def _denoise(
         self,
@@ -170,7 +230,8 @@ class PDAEPipeline(DiffusionPipeline):
         return latents
 
     def _output(self, images: torch.Tensor, output_type: str, return_dict: bool):
-        images = postprocess_images(images, output_type)
+        if output_type != "latent":
+            images = postprocess_images(images, output_type)
         self.maybe_free_model_hooks()
         return ImagePipelineOutput(images=images) if return_dict else (images,)
 
@@ -215,6 +276,7 @@ class PDAEPipeline(DiffusionPipeline):
         Returns:
             `torch.Tensor` of shape `(B, C, H, W)`: x_T.
         """
+        num_inference_steps = self._check_steps(num_inference_steps)
         sample = self.prepare_images(images)
         if apply_shift:
             z = self.encoder(sample) if z is None else self._check_codes(z, sample.shape[0])
@@ -244,8 +306,8 @@ class PDAEPipeline(DiffusionPipeline):
         Decode codes (or sample unconditionally when `z` is None) with the pipeline's scheduler.
 
         Args:
-            z (`torch.Tensor` of shape `(B, latent_dim)`, *optional*): codes from [`~PDAEPipeline.encode`]. Without
-                them the pre-trained DPM samples alone.
+            z (`torch.Tensor` of shape `(B, latent_dim)` or a list of such tensors or of `(latent_dim,)` codes,
+                *optional*): codes from [`~PDAEPipeline.encode`]. Without them the pre-trained DPM samples alone.
             latents (`torch.Tensor` of shape `(B, C, H, W)`, *optional*): x_T, e.g. from [`~PDAEPipeline.invert`];
                 drawn from `generator` if omitted.
             batch_size (`int`, defaults to 1): used only when neither `z` nor `latents` is given.
@@ -254,23 +316,30 @@ class PDAEPipeline(DiffusionPipeline):
             shift_range (`tuple[int, int]`, *optional*): apply the shift only at training timesteps t1 <= t <= t2
                 (the paper's mixed sampling: the class is carried by a critical stage, e.g. (400, 700) on MNIST).
             eta (`float`, defaults to 0.0): DDIM's eta (ignored by schedulers that have none).
-            output_type (`str`, defaults to `"pil"`): `"pil"`, `"np"` or `"pt"` (tensor in [0, 1]).
+            output_type (`str`, defaults to `"pil"`): `"pil"`, `"np"`, `"pt"` (tensor in [0, 1]) or `"latent"` (the
+                raw `(B, C, H, W)` result in the model's [-1, 1] space, unclipped).
             return_dict (`bool`, defaults to `True`): return an [`ImagePipelineOutput`] instead of a tuple.
             shift_coefficient (`str`, defaults to `"posterior"`): see [`~PDAEPipeline.predict_noise`].
 
         Returns:
             [`ImagePipelineOutput`] or `tuple`.
         """
+        output_type = check_output_type(output_type)
+        num_inference_steps = self._check_steps(num_inference_steps)
+        eta = check_eta(eta)
+        shift_range = check_shift_range(shift_range, self.num_train_timesteps)
+        batch_size = check_batch_size(batch_size)
         if z is not None:
             z = self._check_codes(z, latents.shape[0] if latents is not None else None)
             batch_size = z.shape[0]
+        if latents is not None:
+            batch_size = latents.shape[0]
+        check_generator(generator, batch_size)
         if latents is None:
             size = self.unet.config.sample_size
             shape = (batch_size, self.unet.config.in_channels, *((size, size) if isinstance(size, int) else size))
             latents = randn_tensor(shape, generator=generator, device=self._execution_device, dtype=self.unet.dtype)
         latents = self._check_latents(latents)
-        if shift_range is not None and not (len(shift_range) == 2 and shift_range[0] <= shift_range[1]):
-            raise ValueError(f"shift_range must be (t1, t2) with t1 <= t2 in training timesteps, got {shift_range}.")
 
         self.scheduler.set_timesteps(num_inference_steps, device=self._execution_device)
         latents = latents * self.scheduler.init_noise_sigma
@@ -299,6 +368,9 @@ class PDAEPipeline(DiffusionPipeline):
             output_type (`str`, defaults to `"pt"`): `"pt"` (in [0, 1]), `"np"`, `"pil"`, or `"latent"` for the raw
                 `(B, C, H, W)` result in the model's [-1, 1] space, unclipped.
         """
+        output_type = check_output_type(output_type)
+        num_inference_steps = self._check_steps(num_inference_steps)
+        shift_range = check_shift_range(shift_range, self.num_train_timesteps)
         latents = self._check_latents(latents)
         z = None if z is None else self._check_codes(z, latents.shape[0])
         scheduler = self.deterministic_scheduler(num_inference_steps)
@@ -324,7 +396,11 @@ class PDAEPipeline(DiffusionPipeline):
             generator (`torch.Generator`, *optional*): for the random x_T.
             output_type, return_dict: as for `__call__`.
         """
+        output_type = check_output_type(output_type)
+        num_inference_steps = self._check_steps(num_inference_steps)
         sample = self.prepare_images(images)
+        if not invert:
+            check_generator(generator, sample.shape[0])
         z = self.encoder(sample)
         if invert:
             latents = self.invert(sample, z, num_inference_steps)
@@ -348,6 +424,9 @@ class PDAEPipeline(DiffusionPipeline):
 
         Returns `num` images, the first reconstructing `image_a` and the last `image_b`.
         """
+        output_type = check_output_type(output_type)
+        num = check_interpolation_count(num)
+        num_inference_steps = self._check_steps(num_inference_steps)
         sample = torch.cat([self.prepare_images(image_a), self.prepare_images(image_b)])
         if sample.shape[0] != 2:
             raise ValueError("interpolate takes exactly one image for image_a and one for image_b.")
@@ -379,8 +458,15 @@ class PDAEPipeline(DiffusionPipeline):
         Returns:
             `B * len(scales)` images, image-major: image 0 at every scale, then image 1, ...
         """
+        output_type = check_output_type(output_type)
+        num_inference_steps = self._check_steps(num_inference_steps)
+        scales = check_scales(scales)
+        if not isinstance(direction, torch.Tensor):
+            raise ValueError(
+                f"direction must be a tensor of shape ({self.latent_dim},), got {type(direction).__name__}."
+            )
         sample = self.prepare_images(images)
-        direction = self._check_codes(direction.reshape(1, -1))[0]
+        direction = self._check_codes(direction.reshape(1, -1), name="direction")[0]
         z = self.encoder(sample)
         x_T = self.invert(sample, z, num_inference_steps)
         scales = torch.as_tensor(scales, device=z.device, dtype=z.dtype)
@@ -407,6 +493,7 @@ def check_components(
             f"{scheduler.config.prediction_type!r}, it must be 'epsilon'."
         )
     gradient_estimator.check_compatible(unet)
+    gradient_estimator.check_schedule(scheduler)
     mismatches = [
         f"{key}: UNet {unet_value!r} vs encoder {encoder_value!r}"
         for key, unet_value, encoder_value in (

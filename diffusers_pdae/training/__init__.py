@@ -6,13 +6,27 @@
 - `objective`: what a PDAE step computes; `diagnostics`: per-process reports; `hub`: model cards and uploads.
 """
 
-from .args import add_data_args, add_optimization_args, add_output_args, finalize_args
+from .args import (
+    SECRET_FLAGS,
+    add_data_args,
+    add_optimization_args,
+    add_output_args,
+    finalize_args,
+    finite_float,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    public_flags,
+)
 from .checkpointing import (
-    GeneratorState,
+    check_resumable,
     list_checkpoints,
+    load_generator_state,
     register_checkpoint_hooks,
     resolve_resume_path,
     save_checkpoint,
+    save_generator_state,
 )
 from .config import TrainingConfig
 from .diagnostics import RankReport
@@ -21,6 +35,7 @@ from .loop import NonFiniteLossError, TrainingLoop
 from .objective import freeze, pdae_training_loss, sample_noise_and_timesteps, sample_timesteps
 from .optimization import TrainingSchedule, averaged_model, make_ema, make_optimization
 from .run import (
+    claim_output_dir,
     finish_run,
     make_accelerator,
     register_training_state,
@@ -31,7 +46,7 @@ from .run import (
 )
 
 __all__ = [
-    "GeneratorState",
+    "SECRET_FLAGS",
     "NonFiniteLossError",
     "RankReport",
     "TrainingConfig",
@@ -41,17 +56,26 @@ __all__ = [
     "add_optimization_args",
     "add_output_args",
     "averaged_model",
+    "check_resumable",
+    "claim_output_dir",
     "dpm_model_card",
     "files_to_upload",
     "finalize_args",
+    "finite_float",
     "finish_run",
     "freeze",
     "list_checkpoints",
+    "load_generator_state",
     "make_accelerator",
     "make_ema",
     "make_optimization",
+    "non_negative_float",
+    "non_negative_int",
     "pdae_model_card",
     "pdae_training_loss",
+    "positive_float",
+    "positive_int",
+    "public_flags",
     "register_checkpoint_hooks",
     "register_training_state",
     "release_folder",
@@ -59,6 +83,7 @@ __all__ = [
     "sample_noise_and_timesteps",
     "sample_timesteps",
     "save_checkpoint",
+    "save_generator_state",
     "seed_run",
     "start_trackers",
     "tracker_config",

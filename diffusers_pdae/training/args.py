@@ -7,9 +7,80 @@ The defaults of the flags that [`TrainingConfig`] holds come from it, so the two
 from __future__ import annotations
 
 import argparse
+import math
 import os
 
 from .config import DEFAULTS
+
+# Flags whose value is a secret: never written to any file a run makes, never sent to a tracker.
+SECRET_FLAGS = ("hub_token",)
+# Trackers that send what they log to a remote service.
+REMOTE_LOGGERS = ("wandb",)
+
+
+def _number(kind: type, text: str) -> int | float:
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected {'an integer' if kind is int else 'a number'}, got {text!r}"
+        ) from None
+    if kind is float and not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (a run with 0 steps, batch 0 or accumulation 0 would do nothing)."""
+    value = _number(int, text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    value = _number(int, text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    value = _number(float, text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {value}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """argparse type: a finite number >= 0."""
+    value = _number(float, text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {value}")
+    return value
+
+
+def finite_float(text: str) -> float:
+    """argparse type: any finite number."""
+    return _number(float, text)
+
+
+def fraction(text: str) -> float:
+    """argparse type: a number in [0, 1) (Adam's betas)."""
+    value = _number(float, text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must lie in [0, 1), got {value}")
+    return value
+
+
+def decay(text: str) -> float:
+    """argparse type: a number in [0, 1] (an EMA decay)."""
+    value = _number(float, text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must lie in [0, 1], got {value}")
+    return value
 
 
 def add_data_args(parser: argparse.ArgumentParser) -> None:
@@ -27,27 +98,40 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--image_column", type=str, default="image", help="The dataset column holding the images.")
     group.add_argument("--cache_dir", type=str, default=None, help="Where to cache downloaded datasets.")
     group.add_argument(
-        "--resolution", type=int, default=None, help="Image size; defaults to the UNet's sample_size (32 for MNIST)."
+        "--resolution",
+        type=positive_int,
+        default=None,
+        help="Image size; defaults to the UNet's sample_size (32 for MNIST).",
     )
     group.add_argument("--center_crop", action="store_true", help="Centre-crop instead of random-crop.")
     group.add_argument("--random_flip", action="store_true", help="Flip images horizontally at random.")
-    group.add_argument("--dataloader_num_workers", type=int, default=0, help="DataLoader worker processes.")
+    group.add_argument(
+        "--skip_image_check",
+        action="store_true",
+        help="Do not decode every training image before step 1 (for very large datasets); an unreadable image then "
+        "stops the run when it is drawn, naming its file. By default unreadable images are named and left out.",
+    )
+    group.add_argument(
+        "--dataloader_num_workers", type=non_negative_int, default=0, help="DataLoader worker processes."
+    )
 
 
 def add_optimization_args(parser: argparse.ArgumentParser, learning_rate: float) -> None:
     group = parser.add_argument_group("optimisation")
     group.add_argument(
-        "--train_batch_size", type=int, default=DEFAULTS["train_batch_size"], help="Batch size per device."
+        "--train_batch_size", type=positive_int, default=DEFAULTS["train_batch_size"], help="Batch size per device."
     )
-    group.add_argument("--num_epochs", type=int, default=DEFAULTS["num_epochs"])
+    group.add_argument("--num_epochs", type=positive_int, default=DEFAULTS["num_epochs"])
     group.add_argument(
         "--max_train_steps",
-        type=int,
+        type=positive_int,
         default=DEFAULTS["max_train_steps"],
         help="Total optimiser steps; overrides --num_epochs if set.",
     )
-    group.add_argument("--gradient_accumulation_steps", type=int, default=DEFAULTS["gradient_accumulation_steps"])
-    group.add_argument("--learning_rate", type=float, default=learning_rate)
+    group.add_argument(
+        "--gradient_accumulation_steps", type=positive_int, default=DEFAULTS["gradient_accumulation_steps"]
+    )
+    group.add_argument("--learning_rate", type=positive_float, default=learning_rate)
     group.add_argument(
         "--lr_scheduler",
         type=str,
@@ -55,16 +139,16 @@ def add_optimization_args(parser: argparse.ArgumentParser, learning_rate: float)
         help='One of diffusers\' schedules: "linear", "cosine", "cosine_with_restarts", "polynomial", "constant", '
         '"constant_with_warmup".',
     )
-    group.add_argument("--lr_warmup_steps", type=int, default=DEFAULTS["lr_warmup_steps"])
-    group.add_argument("--adam_beta1", type=float, default=DEFAULTS["adam_beta1"])
-    group.add_argument("--adam_beta2", type=float, default=DEFAULTS["adam_beta2"])
-    group.add_argument("--adam_weight_decay", type=float, default=DEFAULTS["adam_weight_decay"])
-    group.add_argument("--adam_epsilon", type=float, default=DEFAULTS["adam_epsilon"])
-    group.add_argument("--max_grad_norm", type=float, default=DEFAULTS["max_grad_norm"])
+    group.add_argument("--lr_warmup_steps", type=non_negative_int, default=DEFAULTS["lr_warmup_steps"])
+    group.add_argument("--adam_beta1", type=fraction, default=DEFAULTS["adam_beta1"])
+    group.add_argument("--adam_beta2", type=fraction, default=DEFAULTS["adam_beta2"])
+    group.add_argument("--adam_weight_decay", type=non_negative_float, default=DEFAULTS["adam_weight_decay"])
+    group.add_argument("--adam_epsilon", type=positive_float, default=DEFAULTS["adam_epsilon"])
+    group.add_argument("--max_grad_norm", type=positive_float, default=DEFAULTS["max_grad_norm"])
     group.add_argument("--use_ema", action="store_true", help="Keep an exponential moving average of the weights.")
-    group.add_argument("--ema_inv_gamma", type=float, default=DEFAULTS["ema_inv_gamma"])
-    group.add_argument("--ema_power", type=float, default=DEFAULTS["ema_power"])
-    group.add_argument("--ema_max_decay", type=float, default=DEFAULTS["ema_max_decay"])
+    group.add_argument("--ema_inv_gamma", type=positive_float, default=DEFAULTS["ema_inv_gamma"])
+    group.add_argument("--ema_power", type=positive_float, default=DEFAULTS["ema_power"])
+    group.add_argument("--ema_max_decay", type=decay, default=DEFAULTS["ema_max_decay"])
     group.add_argument(
         "--mixed_precision",
         type=str,
@@ -78,7 +162,7 @@ def add_optimization_args(parser: argparse.ArgumentParser, learning_rate: float)
     )
     group.add_argument(
         "--max_train_minutes",
-        type=float,
+        type=positive_float,
         default=DEFAULTS["max_train_minutes"],
         help="Stop cleanly (and save) after this much wall-clock time, e.g. to fit a time-boxed job.",
     )
@@ -87,15 +171,23 @@ def add_optimization_args(parser: argparse.ArgumentParser, learning_rate: float)
 def add_output_args(parser: argparse.ArgumentParser, output_dir: str) -> None:
     group = parser.add_argument_group("outputs, logging and checkpoints")
     group.add_argument("--output_dir", type=str, default=output_dir)
-    group.add_argument("--overwrite_output_dir", action="store_true")
+    group.add_argument(
+        "--overwrite_output_dir",
+        action="store_true",
+        help="Train into an --output_dir that already holds another run: its checkpoints are deleted first (its "
+        "pipeline files are replaced at the end). Without it such a folder is refused, unless resuming.",
+    )
     group.add_argument("--logger", type=str, default=DEFAULTS["logger"], choices=["tensorboard", "wandb"])
     group.add_argument("--logging_dir", type=str, default=DEFAULTS["logging_dir"], help="Relative to --output_dir.")
-    group.add_argument("--save_images_epochs", type=int, default=10, help="Validation images every N epochs.")
+    group.add_argument("--save_images_epochs", type=positive_int, default=10, help="Validation images every N epochs.")
     group.add_argument(
-        "--validation_steps", type=int, default=None, help="Validation every N steps as well (for short runs)."
+        "--validation_steps",
+        type=positive_int,
+        default=None,
+        help="Validation every N steps as well (for short runs).",
     )
-    group.add_argument("--checkpointing_steps", type=int, default=DEFAULTS["checkpointing_steps"])
-    group.add_argument("--checkpoints_total_limit", type=int, default=DEFAULTS["checkpoints_total_limit"])
+    group.add_argument("--checkpointing_steps", type=positive_int, default=DEFAULTS["checkpointing_steps"])
+    group.add_argument("--checkpoints_total_limit", type=positive_int, default=DEFAULTS["checkpoints_total_limit"])
     group.add_argument(
         "--resume_from_checkpoint",
         type=str,
@@ -103,7 +195,12 @@ def add_output_args(parser: argparse.ArgumentParser, output_dir: str) -> None:
         help='A checkpoint folder, or "latest" in --output_dir.',
     )
     group.add_argument("--push_to_hub", action="store_true")
-    group.add_argument("--hub_token", type=str, default=None)
+    group.add_argument(
+        "--hub_token",
+        type=str,
+        default=None,
+        help="A Hub token; prefer `huggingface-cli login` or the HF_TOKEN variable. Never written to any file.",
+    )
     group.add_argument("--hub_model_id", type=str, default=None)
     group.add_argument("--hub_private_repo", action="store_true")
     group.add_argument("--local_rank", type=int, default=-1, help="Set by the launcher.")
@@ -129,4 +226,14 @@ def finalize_args(args: argparse.Namespace) -> argparse.Namespace:
         torch.backends.cudnn.allow_tf32 = True
     if args.bundled_mnist and (args.dataset_name is not None or args.train_data_dir is not None):
         raise ValueError("--bundled_mnist cannot be combined with --dataset_name or --train_data_dir.")
+    if args.hub_token is not None and args.logger in REMOTE_LOGGERS:
+        raise ValueError(
+            f"--hub_token cannot be combined with --logger {args.logger}: the tracker would send the token to a "
+            "remote service. Log in with `huggingface-cli login` (or set HF_TOKEN) and drop --hub_token."
+        )
     return args
+
+
+def public_flags(args: argparse.Namespace) -> dict:
+    """The flags as a dict without secrets: what `training_info.json`, trackers and model cards may record."""
+    return {name: value for name, value in vars(args).items() if name not in SECRET_FLAGS}

@@ -2,7 +2,10 @@
 
 A checkpoint is written to `checkpoint-N.tmp` and renamed to `checkpoint-N` only once complete, so
 `--resume_from_checkpoint latest` never picks a half-written one. Each model (and EMA) is saved with
-`save_pretrained` in its own safetensors subfolder through Accelerate's save/load hooks.
+`save_pretrained` in its own safetensors subfolder through Accelerate's save/load hooks, and so is each process's
+noise generator (`noise_generator_<rank>.safetensors`): nothing of ours is pickled. (Accelerate's own optimizer,
+scheduler and RNG files are read with `torch.load(weights_only=True)`, which refuses code; we never register custom
+objects with `accelerator.register_for_checkpointing`, whose pickles Accelerate reads with `weights_only=False`.)
 """
 
 from __future__ import annotations
@@ -15,10 +18,17 @@ import shutil
 import torch
 from accelerate import Accelerator
 from diffusers.training_utils import EMAModel
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
+PICKLED_CUSTOM_STATE = re.compile(r"^custom_checkpoint_\d+\.pkl$")
+
+
+def generator_state_file(folder: str, process_index: int) -> str:
+    return os.path.join(folder, f"noise_generator_{process_index}.safetensors")
 
 
 def list_checkpoints(output_dir: str) -> list[str]:
@@ -69,14 +79,73 @@ def step_of_checkpoint(path: str) -> int:
     return int(match.group(1))
 
 
+def check_resumable(path: str, num_processes: int) -> None:
+    """Refuse, with a message saying why and what to do, a checkpoint this version cannot resume exactly and safely.
+
+    Raises:
+        `ValueError`: if the folder holds a pickled custom state (`custom_checkpoint_*.pkl`, written by versions that
+            registered the noise generator with Accelerate, or planted: unpickling it could run code, so it is never
+            read), or lacks the noise-generator state of one of the `num_processes` processes.
+    """
+    names = os.listdir(path)
+    pickled = sorted(name for name in names if PICKLED_CUSTOM_STATE.match(name))
+    if pickled:
+        raise ValueError(
+            f"{path} holds {', '.join(pickled)}: a pickle, which can run code when loaded, so it is never read. "
+            "Checkpoints of this version keep that state in noise_generator_<rank>.safetensors; start a new run (or "
+            "resume from a checkpoint this version wrote)."
+        )
+    missing = [
+        os.path.basename(generator_state_file(path, rank))
+        for rank in range(num_processes)
+        if not os.path.isfile(generator_state_file(path, rank))
+    ]
+    if missing:
+        raise ValueError(
+            f"{path} lacks {', '.join(missing)}, the noise-generator state of each training process, so it cannot be "
+            f"resumed exactly with {num_processes} process(es). It was written by another version or another number "
+            "of processes; resume with the number of processes that wrote it, or start a new run."
+        )
+
+
+def save_generator_state(generator: torch.Generator, folder: str, process_index: int) -> None:
+    """Write a generator's state to `noise_generator_<process_index>.safetensors` in `folder`."""
+    os.makedirs(folder, exist_ok=True)
+    save_file({"state": generator.get_state()}, generator_state_file(folder, process_index))
+
+
+def load_generator_state(generator: torch.Generator, folder: str, process_index: int) -> None:
+    """Restore a generator saved by [`save_generator_state`], refusing a file that is not such a state."""
+    path = generator_state_file(folder, process_index)
+    expected = generator.get_state()
+    try:
+        state = load_file(path).get("state")
+    except (SafetensorError, OSError) as error:
+        raise ValueError(f"{path} is not a readable safetensors file ({error}); the checkpoint is damaged.") from error
+    if state is None or state.dtype != expected.dtype or state.shape != expected.shape:
+        raise ValueError(
+            f"{path} does not hold a torch.Generator state (expected a {expected.dtype} tensor of shape "
+            f"{tuple(expected.shape)}); the checkpoint is damaged or was altered."
+        )
+    try:
+        generator.set_state(state)
+    except RuntimeError as error:
+        raise ValueError(f"{path} holds an invalid generator state ({error}); the checkpoint is damaged.") from error
+
+
 def register_checkpoint_hooks(
-    accelerator: Accelerator, named_models: dict[str, torch.nn.Module], named_emas: dict[str, EMAModel]
+    accelerator: Accelerator,
+    named_models: dict[str, torch.nn.Module],
+    named_emas: dict[str, EMAModel],
+    noise_generator: torch.Generator | None = None,
 ) -> None:
-    """Make `accelerator.save_state` write each model (and EMA) to its own safetensors subfolder, and load them back.
+    """Make `accelerator.save_state` write each model (and EMA) to its own safetensors subfolder and each process's
+    noise generator to its own safetensors file, and load them back.
 
     Args:
         named_models: subfolder name -> model, as passed to `accelerator.prepare` (unwrapped or not).
         named_emas: subfolder name -> EMA (created with `model_cls` and `model_config`).
+        noise_generator: this process's generator of training noise and timesteps, if any.
     """
     by_identity = {id(accelerator.unwrap_model(model)): name for name, model in named_models.items()}
 
@@ -84,6 +153,8 @@ def register_checkpoint_hooks(
         return by_identity[id(accelerator.unwrap_model(model))]
 
     def save_model_hook(models, weights, output_dir):
+        if noise_generator is not None:
+            save_generator_state(noise_generator, output_dir, accelerator.process_index)
         if accelerator.is_main_process:
             for name, ema_model in named_emas.items():
                 ema_model.save_pretrained(os.path.join(output_dir, name))
@@ -94,6 +165,8 @@ def register_checkpoint_hooks(
             weights.pop()
 
     def load_model_hook(models, input_dir):
+        if noise_generator is not None:
+            load_generator_state(noise_generator, input_dir, accelerator.process_index)
         for name, ema_model in named_emas.items():
             loaded = EMAModel.from_pretrained(os.path.join(input_dir, name), ema_model.model_cls)
             ema_model.load_state_dict(loaded.state_dict())
@@ -105,16 +178,3 @@ def register_checkpoint_hooks(
 
     accelerator.register_save_state_pre_hook(save_model_hook)
     accelerator.register_load_state_pre_hook(load_model_hook)
-
-
-class GeneratorState:
-    """Wraps a `torch.Generator` so `accelerator.save_state` saves and restores its state."""
-
-    def __init__(self, generator: torch.Generator):
-        self.generator = generator
-
-    def state_dict(self) -> dict:
-        return {"state": self.generator.get_state()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.generator.set_state(state["state"])

@@ -11,6 +11,8 @@ from pathlib import Path
 from diffusers.utils.hub_utils import MODEL_CARD_TEMPLATE_PATH, populate_model_card
 from huggingface_hub import HfApi, ModelCard, ModelCardData
 
+from .args import public_flags
+
 PDAE_TAGS = [
     "diffusers",
     "diffusers_pdae",
@@ -22,7 +24,16 @@ PDAE_TAGS = [
 DPM_TAGS = ["diffusers", "diffusers_pdae", "unconditional-image-generation", "diffusers-training"]
 
 # What a training run leaves in --output_dir that does not belong in the released model.
-NOT_UPLOADED = ["checkpoint-*", "checkpoint-*/**", "logs/**", "ranks/**", "samples/**", "validation/**", "*.tmp/**"]
+NOT_UPLOADED = [
+    "checkpoint-*",
+    "checkpoint-*/**",
+    "logs/**",
+    "ranks/**",
+    "samples/**",
+    "validation/**",
+    "*.tmp/**",
+    ".training.lock",
+]
 
 # Flags worth reporting in a card (the others are logistics).
 CARD_FLAGS = (
@@ -181,7 +192,7 @@ def release_folder(
     if grid_source is not None and os.path.isfile(grid_source):
         shutil.copyfile(grid_source, os.path.join(output_dir, card_image))
         grid_file = card_image
-    write_training_info(output_dir, {**summary, "metrics": metrics, "flags": vars(args)})
+    write_training_info(output_dir, {**summary, "metrics": metrics, "flags": public_flags(args)})
     repo_id = args.hub_model_id or Path(output_dir).name
     api = HfApi(token=args.hub_token) if args.push_to_hub else None
     if api is not None:

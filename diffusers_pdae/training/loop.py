@@ -19,7 +19,13 @@ from accelerate import Accelerator
 from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
-from .checkpointing import list_checkpoints, resolve_resume_path, save_checkpoint, step_of_checkpoint
+from .checkpointing import (
+    check_resumable,
+    list_checkpoints,
+    resolve_resume_path,
+    save_checkpoint,
+    step_of_checkpoint,
+)
 from .config import TrainingConfig
 from .diagnostics import RankReport
 from .optimization import TrainingSchedule
@@ -64,6 +70,7 @@ class TrainingLoop:
             if self.config.resume_from_checkpoint is not None:
                 self.accelerator.print("No complete checkpoint found; starting a new training run.")
             return
+        check_resumable(path, self.accelerator.num_processes)
         self.accelerator.print(f"Resuming from checkpoint {path}")
         self.accelerator.load_state(path)
         self.global_step = step_of_checkpoint(path)

@@ -5,17 +5,22 @@ the release of the trained pipeline at the end. Both training scripts go through
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
+import re
+import shutil
 from collections.abc import Callable
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration
+from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, broadcast
 from diffusers import DiffusionPipeline
 from diffusers.training_utils import EMAModel
 
-from .checkpointing import GeneratorState, register_checkpoint_hooks
+from ..file_utils import write_folder_atomically
+from .args import public_flags
+from .checkpointing import register_checkpoint_hooks, resolve_resume_path
 from .config import TrainingConfig
 from .hub import release_folder
 from .loop import TrainingLoop
@@ -23,6 +28,12 @@ from .loop import TrainingLoop
 logger = logging.getLogger(__name__)
 
 TRACKER_VALUE_TYPES = (int, float, str, bool)
+LOCK_FILE = ".training.lock"
+# What --overwrite_output_dir removes of an earlier run before training (its pipeline files are replaced at the end).
+EARLIER_RUN_ENTRIES = re.compile(r"^(checkpoint-\d+(\.tmp)?|ranks|validation|samples)$")
+# Lock files this process holds (open handle, whether it created the file), kept referenced so that the locks last
+# as long as the process.
+_held_locks: dict[str, tuple] = {}
 
 
 def make_accelerator(config: TrainingConfig) -> Accelerator:
@@ -44,6 +55,100 @@ def make_accelerator(config: TrainingConfig) -> Accelerator:
     )
 
 
+def claim_output_dir(accelerator: Accelerator, args: argparse.Namespace) -> None:
+    """Make `args.output_dir` this run's, before anything is loaded or written, on every process alike.
+
+    - A folder that already holds files (another run, or anything else) is refused unless `--resume_from_checkpoint`
+      finds a checkpoint there to continue, or `--overwrite_output_dir` is given; the latter first deletes the earlier
+      run's checkpoints, rank reports and validation images, so they cannot be pruned in place of the new run's or
+      resumed by `latest` (its pipeline files and logs stay until this run replaces them).
+    - The main process then holds an exclusive lock on `output_dir/.training.lock` until it exits (the operating
+      system releases it even on SIGKILL), so a second trainer on the same folder stops with a clear error.
+
+    Raises:
+        `ValueError`: for a folder in use or holding something else, with what to do.
+    """
+    output_dir = args.output_dir
+    existing = (
+        sorted(name for name in os.listdir(output_dir) if name != LOCK_FILE) if os.path.isdir(output_dir) else []
+    )
+    resuming = args.resume_from_checkpoint is not None and resolve_resume_path(args.resume_from_checkpoint, output_dir)
+    refusal = ""
+    if existing and not resuming and not args.overwrite_output_dir:
+        shown = ", ".join(existing[:5]) + (f", ... ({len(existing)} entries)" if len(existing) > 5 else "")
+        refusal = (
+            f"--output_dir {output_dir} is not empty ({shown}). Continue a run there with --resume_from_checkpoint "
+            "latest, replace it with --overwrite_output_dir, or choose a new folder."
+        )
+    error = ""
+    if accelerator.is_main_process:
+        os.makedirs(output_dir, exist_ok=True)
+        # The lock first, so a folder in use is reported as such rather than as merely "not empty".
+        error = _acquire_lock(output_dir) or refusal
+        if error:
+            _release_lock(output_dir)  # leave a folder we refuse as we found it
+        else:
+            _held_locks[os.path.abspath(output_dir)][0].write(f"{os.getpid()}\n")
+            _held_locks[os.path.abspath(output_dir)][0].flush()
+            if existing and args.overwrite_output_dir and not resuming:
+                for name in existing:
+                    if EARLIER_RUN_ENTRIES.match(name):
+                        shutil.rmtree(os.path.join(output_dir, name), ignore_errors=True)
+    # Every process learns whether the main one got the folder, so all stop together instead of waiting forever.
+    failed = broadcast(torch.tensor([float(bool(error))], device=accelerator.device), from_process=0)
+    if failed.item():
+        raise ValueError(error or refusal or f"Another training run holds {output_dir} (see {LOCK_FILE} there).")
+
+
+def release_output_dir(output_dir: str) -> None:
+    """Drop this process's lock on `output_dir` and remove the lock file (at the end of a run)."""
+    entry = _held_locks.pop(os.path.abspath(output_dir), None)
+    if entry is not None:
+        entry[0].close()
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(os.path.join(output_dir, LOCK_FILE))
+
+
+def _acquire_lock(output_dir: str) -> str:
+    """Take the folder's lock for this process; return an error message if another process holds it."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock, as before
+        return ""
+    key = os.path.abspath(output_dir)
+    if key in _held_locks:  # this process holds it already
+        return ""
+    path = os.path.join(output_dir, LOCK_FILE)
+    created = not os.path.exists(path)
+    handle = open(path, "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        owner = handle.read().strip() or "unknown"
+        handle.close()
+        return (
+            f"Another training run (process {owner}) is using --output_dir {output_dir}: wait for it to finish or "
+            "choose another folder."
+        )
+    handle.seek(0)
+    handle.truncate()
+    _held_locks[key] = (handle, created)
+    return ""
+
+
+def _release_lock(output_dir: str) -> None:
+    """Undo [`_acquire_lock`]: unlock, and remove the lock file if this process created it."""
+    entry = _held_locks.pop(os.path.abspath(output_dir), None)
+    if entry is None:
+        return
+    handle, created = entry
+    handle.close()
+    if created:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(os.path.join(output_dir, LOCK_FILE))
+
+
 def seed_run(accelerator: Accelerator, seed: int) -> torch.Generator:
     """Seed the global RNG identically on every process (same initial weights) and return this process's own
     generator for training noise and timesteps (`seed + process_index`, so processes draw different noise)."""
@@ -63,26 +168,26 @@ def register_training_state(
     named_emas: dict[str, EMAModel],
     noise_generator: torch.Generator,
 ) -> None:
-    """Make checkpoints hold every model, every EMA and the noise generator, and put the EMAs on the device."""
-    register_checkpoint_hooks(accelerator, named_models, named_emas)
-    accelerator.register_for_checkpointing(GeneratorState(noise_generator))
+    """Make checkpoints hold every model, every EMA and each process's noise generator (all as safetensors), and put
+    the EMAs on the device."""
+    register_checkpoint_hooks(accelerator, named_models, named_emas, noise_generator)
     for ema_model in named_emas.values():
         ema_model.to(accelerator.device)
 
 
 def tracker_config(args: argparse.Namespace) -> dict:
-    """The flags as trackers can record them (tensorboard's hparams take numbers, strings and booleans only)."""
+    """The flags as trackers can record them (tensorboard's hparams take numbers, strings and booleans only), without
+    secrets."""
     return {
         name: value if isinstance(value, TRACKER_VALUE_TYPES) else str(value)
-        for name, value in vars(args).items()
+        for name, value in public_flags(args).items()
         if value is not None
     }
 
 
 def start_trackers(accelerator: Accelerator, project_name: str, args: argparse.Namespace) -> None:
-    """Create the output folder and start the trackers, on the main process."""
+    """Start the trackers, on the main process (after [`claim_output_dir`])."""
     if accelerator.is_main_process:
-        os.makedirs(args.output_dir, exist_ok=True)
         accelerator.init_trackers(project_name, config=tracker_config(args))
 
 
@@ -108,8 +213,10 @@ def finish_run(
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         pipeline = build_pipeline()
-        pipeline.save_pretrained(args.output_dir)
+        write_folder_atomically(args.output_dir, lambda folder: DiffusionPipeline.save_pretrained(pipeline, folder))
         metrics = {"train_loss": loop.last_logs.get("loss"), **(extra_metrics or {})}
         release_folder(args, card_builder, metrics, loop.summary(), grid_source, card_image)
         accelerator.print(f"Saved {type(pipeline).__name__} to {args.output_dir}")
     accelerator.end_training()
+    if accelerator.is_main_process:
+        release_output_dir(args.output_dir)

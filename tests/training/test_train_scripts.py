@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -186,10 +187,55 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoint(tiny_
     assert not (out / "model_index.json").exists()
 
 
+def test_no_secret_reaches_any_file_a_run_writes(tiny_dpm, tmp_path):
+    out = tmp_path / "secret-run"
+    secret = "hf_doNotWriteMe123"
+    result = launch(TRAIN_PDAE, ["--pretrained_model_name_or_path", tiny_dpm, "--output_dir", str(out),
+                                 "--max_train_steps", "2", "--checkpointing_steps", "1", "--hub_token", secret,
+                                 *FAST_FLAGS])  # fmt: skip
+    assert_ok(result)
+    written = [path for path in out.rglob("*") if path.is_file()]
+    assert any(path.name.startswith("events.out.tfevents") for path in written)  # the tracker did write
+    assert (out / "checkpoint-2" / "noise_generator_0.safetensors").is_file()
+    # accelerate's own RNG file is read with weights_only=True; nothing of ours is a pickle
+    assert {path.name for path in out.rglob("*.pkl")} <= {"random_states_0.pkl"}
+    assert [path for path in written if secret.encode() in path.read_bytes()] == []
+    assert secret not in result.stdout + result.stderr
+
+
+def test_a_folder_holding_a_finished_run_is_not_trained_over(tiny_dpm, tmp_path):
+    out = tmp_path / "done"
+    flags = ["--pretrained_model_name_or_path", tiny_dpm, "--output_dir", str(out), *FAST_FLAGS]
+    assert_ok(launch(TRAIN_PDAE, [*flags, "--max_train_steps", "1"]))
+    weights = (out / "encoder" / "diffusion_pytorch_model.safetensors").read_bytes()
+    result = launch(TRAIN_PDAE, [*flags, "--max_train_steps", "1", "--seed", "5"])
+    assert result.returncode != 0 and "is not empty" in result.stderr and "--overwrite_output_dir" in result.stderr
+    assert (out / "encoder" / "diffusion_pytorch_model.safetensors").read_bytes() == weights
+
+
+def test_unreadable_training_images_are_named_and_left_out_before_training(image_folder, tmp_path, caplog):
+    folder = tmp_path / "with-a-broken-one"
+    shutil.copytree(image_folder, folder)
+    good = (folder / "00.png").read_bytes()
+    (folder / "broken.png").write_bytes(good[: len(good) // 2])
+    with caplog.at_level("WARNING"):
+        dataset = load_training_dataset(None, None, str(folder), "image", channels=1, resolution=16)
+    assert len(dataset) == 12
+    assert "broken.png" in caplog.text and "Left out 1 of 13 training images" in caplog.text
+    with pytest.raises(ValueError, match="broken.png"):
+        unchecked = load_training_dataset(None, None, str(folder), "image", 1, 16, check_images=False)
+        [unchecked[i] for i in range(len(unchecked))]
+    with pytest.raises(FileNotFoundError, match="is not a folder"):
+        load_training_dataset(None, None, str(tmp_path / "missing"), "image", channels=1, resolution=16)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="holds no files"):
+        load_training_dataset(None, None, str(tmp_path / "empty"), "image", channels=1, resolution=16)
+
+
 def test_images_the_unet_cannot_take_are_rejected_before_training(image_folder):
     converted = load_training_dataset(None, None, image_folder, "image", channels=1, resolution=16)
     assert converted[0]["pixel_values"].shape == (1, 16, 16)
-    with pytest.raises(ValueError, match="cannot be converted to the UNet's input"):
+    with pytest.raises(ValueError, match="converted to the UNet's input"):
         load_training_dataset(None, None, image_folder, "image", channels=2, resolution=16)
     with pytest.raises(ValueError, match="--image_column"):
         load_training_dataset(None, None, image_folder, "pixels", channels=1, resolution=16)
