@@ -11,8 +11,12 @@ The top level holds the method only. Around it: `diffusers_pdae.training` (the A
 from .models import GradientEstimator, PDAEEncoder, unet_forward_with_features
 from .pdae_math import loss_weights, pdae_loss, shift_coefficients
 from .pipelines import PDAEPipeline
+from .pipelines.remote_code import register_with_diffusers
 
 __version__ = "0.1.0"
+
+# `DiffusionPipeline.from_pretrained(folder)` resolves saved pipelines to these installed classes.
+register_with_diffusers(PDAEPipeline)
 
 __all__ = [
     "GradientEstimator",

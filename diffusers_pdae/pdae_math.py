@@ -95,6 +95,49 @@ def gather_per_sample(table: torch.Tensor, timesteps: torch.Tensor, like: torch.
     return values.reshape(-1, *([1] * (like.ndim - 1)))
 
 
+PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
+
+
+def noise_from_model_output(
+    model_output: torch.Tensor,
+    sample: torch.Tensor,
+    timesteps: torch.Tensor,
+    betas: torch.Tensor,
+    prediction_type: str = "epsilon",
+) -> torch.Tensor:
+    """The noise prediction eps_theta(x_t, t) of a UNet that predicts eps, v or x_0, from the schedule's own abar_t.
+
+    With x_t = sqrt(abar) x_0 + sqrt(1 - abar) eps and v = sqrt(abar) eps - sqrt(1 - abar) x_0 (Salimans & Ho 2022):
+
+        "epsilon":       eps = output
+        "v_prediction":  eps = sqrt(abar) v + sqrt(1 - abar) x_t
+        "sample":        eps = (x_t - sqrt(abar) x0_hat) / sqrt(1 - abar)
+
+    PDAE shifts a noise prediction, so every frozen DPM is first seen through this function (in training, inversion
+    and sampling alike), and the shift stays exact whatever the DPM predicts.
+
+    Args:
+        model_output (`torch.Tensor` of shape `(B, C, H, W)`): the UNet's output at x_t.
+        sample (`torch.Tensor` of shape `(B, C, H, W)`): x_t, the UNet's input.
+        timesteps (`torch.Tensor` of shape `(B,)` or `()`): training timesteps.
+        betas (`torch.Tensor` of shape `(T,)`): the training schedule's betas.
+        prediction_type (`str`, defaults to `"epsilon"`): the scheduler config's `prediction_type`.
+
+    Returns:
+        `torch.Tensor` of shape `(B, C, H, W)` (the output itself for `"epsilon"`).
+    """
+    if prediction_type == "epsilon":
+        return model_output
+    if prediction_type not in PREDICTION_TYPES:
+        raise ValueError(f"Unknown prediction_type {prediction_type!r}; PDAE serves {', '.join(PREDICTION_TYPES)}.")
+    abar, _ = cumulative_alphas(torch.as_tensor(betas, device=sample.device))
+    signal = gather_per_sample(abar.sqrt(), timesteps, model_output)
+    noise_level = gather_per_sample((1.0 - abar).sqrt(), timesteps, model_output)
+    if prediction_type == "v_prediction":
+        return signal * model_output + noise_level * sample.to(model_output.dtype)
+    return (sample.to(model_output.dtype) - signal * model_output) / noise_level
+
+
 def shifted_noise_prediction(
     noise_pred: torch.Tensor, gradient: torch.Tensor, timesteps: torch.Tensor, shift_table: torch.Tensor
 ) -> torch.Tensor:

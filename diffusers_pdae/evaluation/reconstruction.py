@@ -40,7 +40,10 @@ def reconstruct_every_kind(
         "ddim_inversion": (pipeline.invert(images, num_inference_steps=steps, apply_shift=False), None),
         "dpm_random_xT": (noise, None),
     }
-    return {kind: pipeline.decode(x_T, z, steps, output_type="pt").float().cpu() for kind, (x_T, z) in latents.items()}
+    return {
+        kind: pipeline.decode(x_T, z, steps, output_type="pt").images.float().cpu()
+        for kind, (x_T, z) in latents.items()
+    }
 
 
 def image_scores(images: torch.Tensor, references: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -1,4 +1,4 @@
-from .encoder import PDAEEncoder
+from .encoder import PDAEEncoder, PDAEEncoderOutput
 from .gradient_estimator import GradientEstimator, GradientEstimatorOutput
 from .gradient_estimator_blocks import GradientEstimatorUpBlock, ZShiftResnetBlock2D
 from .unet_features import UNetFeatures, check_unet_supported, unet_forward_with_features
@@ -8,6 +8,7 @@ __all__ = [
     "GradientEstimatorOutput",
     "GradientEstimatorUpBlock",
     "PDAEEncoder",
+    "PDAEEncoderOutput",
     "UNetFeatures",
     "ZShiftResnetBlock2D",
     "check_unet_supported",

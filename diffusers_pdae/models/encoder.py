@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
 from diffusers.models.activations import get_activation
+from diffusers.utils import BaseOutput
 from torch import nn
+
+
+@dataclass
+class PDAEEncoderOutput(BaseOutput):
+    """
+    Args:
+        z (`torch.Tensor` of shape `(batch_size, latent_dim)`): the codes of the images.
+    """
+
+    z: torch.Tensor
 
 
 class PDAEEncoder(ModelMixin, ConfigMixin):
@@ -62,13 +75,14 @@ class PDAEEncoder(ModelMixin, ConfigMixin):
         self.down = nn.Sequential(*layers)
         self.proj_out = nn.Linear(channels * final_size * final_size, latent_dim)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def forward(self, images: torch.Tensor, return_dict: bool = True) -> PDAEEncoderOutput | tuple:
         """
         Args:
             images (`torch.Tensor` of shape `(B, in_channels, sample_size, sample_size)`): images in [-1, 1].
+            return_dict (`bool`, defaults to `True`): return a [`PDAEEncoderOutput`] instead of a tuple.
 
         Returns:
-            `torch.Tensor` of shape `(B, latent_dim)`: the codes z.
+            [`PDAEEncoderOutput`] with `z` of shape `(B, latent_dim)`, or `(z,)`.
         """
         expected = (self.config.in_channels, self.config.sample_size, self.config.sample_size)
         if images.ndim != 4 or tuple(images.shape[1:]) != expected:
@@ -76,4 +90,5 @@ class PDAEEncoder(ModelMixin, ConfigMixin):
                 f"PDAEEncoder expects images of shape (batch_size, {expected[0]}, {expected[1]}, {expected[2]}), "
                 f"got {tuple(images.shape)}."
             )
-        return self.proj_out(self.down(self.conv_in(images.to(self.dtype))))
+        z = self.proj_out(self.down(self.conv_in(images.to(self.dtype))))
+        return PDAEEncoderOutput(z=z) if return_dict else (z,)

@@ -60,11 +60,23 @@ def check_output_type(output_type, allowed: tuple[str, ...] = OUTPUT_TYPES) -> s
     return output_type
 
 
-def check_batch_size(batch_size) -> int:
+def check_batch_size(batch_size, name: str = "batch_size") -> int:
     """An integer >= 1."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+        raise ValueError(f"{name} must be a positive integer, got {batch_size!r}.")
     return int(batch_size)
+
+
+def check_callback_inputs(callback, tensor_inputs: list[str], allowed: list[str]) -> list[str]:
+    """A callable (or None) and tensor names among `allowed`, as diffusers' pipelines check them."""
+    if callback is not None and not callable(callback):
+        raise ValueError(f"callback_on_step_end must be callable, got {type(callback).__name__}.")
+    unknown = [name for name in tensor_inputs if name not in allowed]
+    if unknown:
+        raise ValueError(
+            f"callback_on_step_end_tensor_inputs may name {allowed}, got {unknown}; these tensors are not available."
+        )
+    return list(tensor_inputs)
 
 
 def check_finite(tensor: torch.Tensor, name: str) -> torch.Tensor:

@@ -4,20 +4,32 @@ from __future__ import annotations
 
 import inspect
 import os
+from collections.abc import Callable
 
 import torch
 from diffusers import DDIMScheduler, DiffusionPipeline, ImagePipelineOutput, UNet2DModel
+from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.schedulers import SchedulerMixin
+from diffusers.utils.hub_utils import load_or_create_model_card, populate_model_card
 from diffusers.utils.torch_utils import randn_tensor
+from huggingface_hub import create_repo
 
 from ..file_utils import write_folder_atomically
 from ..image_utils import ImageInput, images_to_tensor, postprocess_images
 from ..models.encoder import PDAEEncoder
 from ..models.gradient_estimator import GradientEstimator
 from ..models.unet_features import unet_forward_with_features
-from ..pdae_math import ddim_step, ddim_transitions, shift_coefficients, shifted_noise_prediction
+from ..pdae_math import (
+    PREDICTION_TYPES,
+    ddim_step,
+    ddim_transitions,
+    noise_from_model_output,
+    shift_coefficients,
+    shifted_noise_prediction,
+)
 from .input_checks import (
     check_batch_size,
+    check_callback_inputs,
     check_eta,
     check_finite,
     check_generator,
@@ -29,6 +41,7 @@ from .input_checks import (
     check_shift_range,
     check_timesteps,
 )
+from .remote_code import write_remote_code
 
 EXAMPLE_DOC_STRING = """
     Examples:
@@ -71,7 +84,11 @@ class PDAEPipeline(DiffusionPipeline):
         gradient_estimator ([`GradientEstimator`]): G(x_t, z, t), built for `unet` with `GradientEstimator.from_unet`.
     """
 
-    model_cpu_offload_seq = "encoder->unet->gradient_estimator"
+    # The UNet and G take turns at every denoising step: chaining G after the UNet would move the UNet off and on
+    # the device every step. So G stays on the device and only the encoder and the UNet are offloaded in turn.
+    model_cpu_offload_seq = "encoder->unet"
+    _exclude_from_cpu_offload = ["gradient_estimator"]
+    _callback_tensor_inputs = ["latents", "z"]
     REQUIRED_COMPONENTS = ("unet", "scheduler", "encoder", "gradient_estimator")
 
     def __init__(
@@ -107,15 +124,47 @@ class PDAEPipeline(DiffusionPipeline):
         kwargs.setdefault("use_safetensors", True)
         return super().from_pretrained(path, **kwargs)
 
-    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs) -> None:
-        """`DiffusionPipeline.save_pretrained`, made atomic: the pipeline is written to a temporary folder and renamed
-        into place, so a crash mid-save or a concurrent reader never pairs an encoder of one save with a gradient
-        estimator of another (see [`~diffusers_pdae.file_utils.write_folder_atomically`]). Other files already in
-        `save_directory` are kept."""
-        if kwargs.get("push_to_hub"):
-            kwargs.setdefault("repo_id", os.path.basename(os.path.normpath(save_directory)))
-        write_folder_atomically(
-            save_directory, lambda folder: super(PDAEPipeline, self).save_pretrained(folder, **kwargs)
+    def save_pretrained(
+        self,
+        save_directory: str | os.PathLike,
+        safe_serialization: bool = True,
+        variant: str | None = None,
+        push_to_hub: bool = False,
+        **kwargs,
+    ) -> None:
+        """`DiffusionPipeline.save_pretrained`, atomic and with the pipeline's code beside the weights.
+
+        The pipeline is written to a temporary folder and renamed into place, so a crash mid-save or a concurrent
+        reader never pairs an encoder of one save with a gradient estimator of another (see
+        [`~diffusers_pdae.file_utils.write_folder_atomically`]); other files already in `save_directory` are kept.
+        The folder also gets `pipeline_pdae.py`, `encoder/pdae_encoder.py` and
+        `gradient_estimator/pdae_gradient_estimator.py` (see [`~diffusers_pdae.pipelines.remote_code`]), so that
+        `DiffusionPipeline.from_pretrained(folder, custom_pipeline="pipeline_pdae", trust_remote_code=True)` loads it
+        without diffusers-pdae installed. `push_to_hub` and its keyword arguments work as in diffusers, after the
+        code is written.
+        """
+
+        def write(folder: str) -> None:
+            DiffusionPipeline.save_pretrained(self, folder, safe_serialization=safe_serialization, variant=variant)
+            write_remote_code(folder, self)
+
+        write_folder_atomically(save_directory, write)
+        if push_to_hub:
+            self._push_folder_to_hub(os.fspath(save_directory), **kwargs)
+
+    def _push_folder_to_hub(self, folder: str, **kwargs) -> None:
+        """What `DiffusionPipeline.save_pretrained(push_to_hub=True)` does after saving: repo, card, upload."""
+        token = kwargs.pop("token", None)
+        repo_id = kwargs.pop("repo_id", os.path.basename(os.path.normpath(folder)))
+        repo_id = create_repo(repo_id, exist_ok=True, private=kwargs.pop("private", None), token=token).repo_id
+        model_card = populate_model_card(load_or_create_model_card(repo_id, token=token, is_pipeline=True))
+        model_card.save(os.path.join(folder, "README.md"))
+        self._upload_folder(
+            folder,
+            repo_id,
+            token=token,
+            commit_message=kwargs.pop("commit_message", None),
+            create_pr=kwargs.pop("create_pr", False),
         )
 
     # ------------------------------------------------------------------ building blocks
@@ -135,6 +184,9 @@ class PDAEPipeline(DiffusionPipeline):
     ) -> torch.Tensor:
         """The noise prediction at x_t: eps_theta(x_t, t) when `z` is None, else eps_theta - c_t G(x_t, z, t).
 
+        eps_theta is the UNet's output seen as a noise prediction whatever the DPM predicts (eps, v or x_0, from the
+        scheduler config's `prediction_type`, see [`~pdae_math.noise_from_model_output`]).
+
         Args:
             sample (`torch.Tensor` of shape `(B, C, H, W)`): x_t.
             timestep (`int` or `torch.Tensor` of shape `()` or `(B,)`): training timesteps.
@@ -147,12 +199,16 @@ class PDAEPipeline(DiffusionPipeline):
         """
         timesteps = torch.as_tensor(timestep, device=sample.device).reshape(-1).expand(sample.shape[0])
         check_timesteps(timesteps, self.num_train_timesteps)
+        betas, prediction_type = self.scheduler.betas, self.scheduler.config.get("prediction_type", "epsilon")
         if z is None:
-            return self.unet(sample, timesteps).sample
+            return noise_from_model_output(
+                self.unet(sample, timesteps).sample, sample, timesteps, betas, prediction_type
+            )
         features = unet_forward_with_features(self.unet, sample, timesteps)
+        noise_pred = noise_from_model_output(features.noise_pred, sample, timesteps, betas, prediction_type)
         gradient = self.gradient_estimator.from_features(features, z)
-        table = shift_coefficients(self.scheduler.betas, shift_coefficient)
-        return shifted_noise_prediction(features.noise_pred, gradient.to(features.noise_pred.dtype), timesteps, table)
+        table = shift_coefficients(betas, shift_coefficient)
+        return shifted_noise_prediction(noise_pred, gradient.to(noise_pred.dtype), timesteps, table)
 
     def deterministic_scheduler(self, num_inference_steps: int) -> DDIMScheduler:
         """A DDIM scheduler from the pipeline's schedule, with `clip_sample=False` (inversion must not clip)."""
@@ -202,8 +258,11 @@ class PDAEPipeline(DiffusionPipeline):
         eta: float = 0.0,
         generator: torch.Generator | list[torch.Generator] | None = None,
         shift_coefficient: str = "posterior",
+        on_step_end: Callable | None = None,
     ) -> torch.Tensor:
         """Run `scheduler`'s timesteps from x_T down to x_0, shifting the noise prediction by z where asked.
+
+        `on_step_end(step, timestep, latents, z) -> (latents, z)` runs after each step (the `__call__` callbacks).
 
         A `DDIMScheduler` is stepped with [`~pdae_math.ddim_transitions`] (neighbouring timesteps from
         `scheduler.timesteps`, see diffusers issue 12633); any other scheduler with its own `step`.
@@ -212,12 +271,16 @@ class PDAEPipeline(DiffusionPipeline):
         transitions = ddim_transitions(scheduler, latents.device) if is_ddim else None
         step_kwargs = _step_kwargs(scheduler, eta, generator)
         for i, t in enumerate(self.progress_bar(scheduler.timesteps)):
+            if self.interrupt:
+                continue
             in_stage = shift_range is None or shift_range[0] <= int(t) <= shift_range[1]
             # Identity for DDPM/DDIM/DPM-Solver; Euler-type schedulers keep latents at sigma scale.
             model_input = scheduler.scale_model_input(latents, t)
             noise_pred = self.predict_noise(model_input, t, z if in_stage else None, shift_coefficient)
             if not is_ddim:
                 latents = scheduler.step(noise_pred, t, latents, **step_kwargs).prev_sample
+                if on_step_end is not None:
+                    latents, z = on_step_end(i, t, latents, z)
                 continue
             _, alpha_from, alpha_to = transitions[i]
             variance_noise = None
@@ -227,6 +290,8 @@ class PDAEPipeline(DiffusionPipeline):
                 )
             clip = scheduler.config.clip_sample_range if scheduler.config.clip_sample else None
             latents = ddim_step(latents, noise_pred, alpha_from, alpha_to, eta, variance_noise, clip)
+            if on_step_end is not None:
+                latents, z = on_step_end(i, t, latents, z)
         return latents
 
     def _output(self, images: torch.Tensor, output_type: str, return_dict: bool):
@@ -249,7 +314,7 @@ class PDAEPipeline(DiffusionPipeline):
         Returns:
             `torch.Tensor` of shape `(B, latent_dim)`.
         """
-        return self.encoder(self.prepare_images(images))
+        return self.encoder(self.prepare_images(images)).z
 
     @torch.no_grad()
     def invert(
@@ -279,7 +344,7 @@ class PDAEPipeline(DiffusionPipeline):
         num_inference_steps = self._check_steps(num_inference_steps)
         sample = self.prepare_images(images)
         if apply_shift:
-            z = self.encoder(sample) if z is None else self._check_codes(z, sample.shape[0])
+            z = self.encoder(sample).z if z is None else self._check_codes(z, sample.shape[0])
         else:
             z = None
         transitions = ddim_transitions(self.deterministic_scheduler(num_inference_steps), sample.device)
@@ -291,15 +356,18 @@ class PDAEPipeline(DiffusionPipeline):
     @torch.no_grad()
     def __call__(
         self,
-        z: torch.Tensor | None = None,
+        z: torch.Tensor | list[torch.Tensor] | None = None,
         latents: torch.Tensor | None = None,
-        batch_size: int = 1,
+        batch_size: int | None = None,
+        num_images_per_prompt: int = 1,
         num_inference_steps: int = 50,
         generator: torch.Generator | list[torch.Generator] | None = None,
         shift_range: tuple[int, int] | None = None,
         eta: float = 0.0,
         output_type: str = "pil",
         return_dict: bool = True,
+        callback_on_step_end: Callable | PipelineCallback | MultiPipelineCallbacks | None = None,
+        callback_on_step_end_tensor_inputs: list[str] | None = None,
         shift_coefficient: str = "posterior",
     ) -> ImagePipelineOutput | tuple:
         r"""
@@ -308,17 +376,27 @@ class PDAEPipeline(DiffusionPipeline):
         Args:
             z (`torch.Tensor` of shape `(B, latent_dim)` or a list of such tensors or of `(latent_dim,)` codes,
                 *optional*): codes from [`~PDAEPipeline.encode`]. Without them the pre-trained DPM samples alone.
-            latents (`torch.Tensor` of shape `(B, C, H, W)`, *optional*): x_T, e.g. from [`~PDAEPipeline.invert`];
-                drawn from `generator` if omitted.
-            batch_size (`int`, defaults to 1): used only when neither `z` nor `latents` is given.
+            latents (`torch.Tensor` of shape `(B * num_images_per_prompt, C, H, W)`, *optional*): x_T, e.g. from
+                [`~PDAEPipeline.invert`]; drawn from `generator` if omitted.
+            batch_size (`int`, *optional*): samples without `z` (default 1); with `z` it is the number of codes, and a
+                different value is an error.
+            num_images_per_prompt (`int`, defaults to 1): samples per code (each from its own x_T): several
+                stochastic decodings of one z.
             num_inference_steps (`int`, defaults to 50): denoising steps.
-            generator (`torch.Generator`, *optional*): makes x_T (and DDIM's noise when eta > 0) reproducible.
+            generator (`torch.Generator` or a list of one per sample, *optional*): makes x_T (and DDIM's noise when
+                eta > 0) reproducible.
             shift_range (`tuple[int, int]`, *optional*): apply the shift only at training timesteps t1 <= t <= t2
                 (the paper's mixed sampling: the class is carried by a critical stage, e.g. (400, 700) on MNIST).
             eta (`float`, defaults to 0.0): DDIM's eta (ignored by schedulers that have none).
             output_type (`str`, defaults to `"pil"`): `"pil"`, `"np"`, `"pt"` (tensor in [0, 1]) or `"latent"` (the
                 raw `(B, C, H, W)` result in the model's [-1, 1] space, unclipped).
             return_dict (`bool`, defaults to `True`): return an [`ImagePipelineOutput`] instead of a tuple.
+            callback_on_step_end (`Callable`, `PipelineCallback` or `MultiPipelineCallbacks`, *optional*): called
+                after each step as `callback_on_step_end(pipe, step, timestep, callback_kwargs)`; `callback_kwargs`
+                holds the tensors named in `callback_on_step_end_tensor_inputs`, and a returned dict may replace
+                them.
+            callback_on_step_end_tensor_inputs (`list[str]`, *optional*): a subset of `pipe._callback_tensor_inputs`
+                (`"latents"`, `"z"`); defaults to `["latents"]`.
             shift_coefficient (`str`, defaults to `"posterior"`): see [`~PDAEPipeline.predict_noise`].
 
         Returns:
@@ -328,23 +406,69 @@ class PDAEPipeline(DiffusionPipeline):
         num_inference_steps = self._check_steps(num_inference_steps)
         eta = check_eta(eta)
         shift_range = check_shift_range(shift_range, self.num_train_timesteps)
-        batch_size = check_batch_size(batch_size)
+        copies = check_batch_size(num_images_per_prompt, "num_images_per_prompt")
+        if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
+            callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
+        tensor_inputs = check_callback_inputs(
+            callback_on_step_end, callback_on_step_end_tensor_inputs or ["latents"], self._callback_tensor_inputs
+        )
         if z is not None:
-            z = self._check_codes(z, latents.shape[0] if latents is not None else None)
-            batch_size = z.shape[0]
-        if latents is not None:
-            batch_size = latents.shape[0]
-        check_generator(generator, batch_size)
+            z = self._check_codes(z)
+            if batch_size is not None and batch_size != z.shape[0]:
+                raise ValueError(
+                    f"batch_size={batch_size} conflicts with the {z.shape[0]} codes in z: one sample is decoded per "
+                    "code (times num_images_per_prompt); leave batch_size out."
+                )
+            z = z.repeat_interleave(copies, dim=0)
+            total = z.shape[0]
+        else:
+            batch_size = check_batch_size(1 if batch_size is None else batch_size)
+            total = latents.shape[0] if latents is not None else batch_size * copies
+        if latents is not None and latents.shape[0] != total:
+            raise ValueError(
+                f"latents has {latents.shape[0]} samples but {total} are decoded (codes or batch_size times "
+                f"num_images_per_prompt={copies})."
+            )
+        check_generator(generator, total)
         if latents is None:
             size = self.unet.config.sample_size
-            shape = (batch_size, self.unet.config.in_channels, *((size, size) if isinstance(size, int) else size))
+            shape = (total, self.unet.config.in_channels, *((size, size) if isinstance(size, int) else size))
             latents = randn_tensor(shape, generator=generator, device=self._execution_device, dtype=self.unet.dtype)
         latents = self._check_latents(latents)
 
-        self.scheduler.set_timesteps(num_inference_steps, device=self._execution_device)
-        latents = latents * self.scheduler.init_noise_sigma
-        images = self._denoise(latents, z, self.scheduler, shift_range, eta, generator, shift_coefficient)
+        scheduler = self._noise_prediction_scheduler()
+        scheduler.set_timesteps(num_inference_steps, device=self._execution_device)
+        self._num_timesteps = len(scheduler.timesteps)
+        self._interrupt = False
+        latents = latents * scheduler.init_noise_sigma
+
+        def on_step_end(step: int, timestep, latents: torch.Tensor, z: torch.Tensor | None):
+            if callback_on_step_end is None:
+                return latents, z
+            available = {"latents": latents, "z": z}
+            outputs = callback_on_step_end(self, step, timestep, {name: available[name] for name in tensor_inputs})
+            outputs = outputs or {}
+            return outputs.get("latents", latents), outputs.get("z", z)
+
+        images = self._denoise(latents, z, scheduler, shift_range, eta, generator, shift_coefficient, on_step_end)
         return self._output(images, output_type, return_dict)
+
+    @property
+    def num_timesteps(self) -> int:
+        """Steps of the last `__call__` (as diffusers' pipelines report it to callbacks)."""
+        return self._num_timesteps
+
+    @property
+    def interrupt(self) -> bool:
+        """Set `pipe._interrupt = True` in a step callback to skip the remaining steps, as in diffusers."""
+        return getattr(self, "_interrupt", False)
+
+    def _noise_prediction_scheduler(self) -> SchedulerMixin:
+        """The pipeline's scheduler to step with noise predictions: `predict_noise` always returns eps (whatever
+        the DPM predicts), so a scheduler configured for v or x_0 is stepped through an "epsilon" copy of itself."""
+        if self.scheduler.config.get("prediction_type", "epsilon") == "epsilon":
+            return self.scheduler
+        return type(self.scheduler).from_config(self.scheduler.config, prediction_type="epsilon")
 
     @torch.no_grad()
     def decode(
@@ -354,7 +478,8 @@ class PDAEPipeline(DiffusionPipeline):
         num_inference_steps: int = 100,
         shift_range: tuple[int, int] | None = None,
         output_type: str = "pt",
-    ):
+        return_dict: bool = True,
+    ) -> ImagePipelineOutput | tuple:
         """Deterministic DDIM decoding of x_T with codes: the exact mirror of [`~PDAEPipeline.invert`].
 
         Uses `deterministic_scheduler(num_inference_steps)` whatever scheduler the pipeline holds, so
@@ -367,15 +492,28 @@ class PDAEPipeline(DiffusionPipeline):
             shift_range (`tuple[int, int]`, *optional*): shift only for training timesteps t1 <= t <= t2.
             output_type (`str`, defaults to `"pt"`): `"pt"` (in [0, 1]), `"np"`, `"pil"`, or `"latent"` for the raw
                 `(B, C, H, W)` result in the model's [-1, 1] space, unclipped.
+            return_dict (`bool`, defaults to `True`): return an [`ImagePipelineOutput`] instead of a tuple.
+
+        Returns:
+            [`ImagePipelineOutput`] or `tuple`.
         """
         output_type = check_output_type(output_type)
         num_inference_steps = self._check_steps(num_inference_steps)
         shift_range = check_shift_range(shift_range, self.num_train_timesteps)
         latents = self._check_latents(latents)
         z = None if z is None else self._check_codes(z, latents.shape[0])
-        scheduler = self.deterministic_scheduler(num_inference_steps)
-        images = self._denoise(latents, z, scheduler, shift_range=shift_range)
-        return images if output_type == "latent" else postprocess_images(images, output_type)
+        images = self._decode_deterministically(latents, z, num_inference_steps, shift_range)
+        return self._output(images, output_type, return_dict)
+
+    def _decode_deterministically(
+        self,
+        latents: torch.Tensor,
+        z: torch.Tensor | None,
+        num_inference_steps: int,
+        shift_range: tuple[int, int] | None = None,
+    ) -> torch.Tensor:
+        """x_T `(B, C, H, W)` -> x_0 in model space with DDIM (eta = 0, no clipping): the body of `decode`."""
+        return self._denoise(latents, z, self.deterministic_scheduler(num_inference_steps), shift_range=shift_range)
 
     @torch.no_grad()
     def reconstruct(
@@ -401,14 +539,12 @@ class PDAEPipeline(DiffusionPipeline):
         sample = self.prepare_images(images)
         if not invert:
             check_generator(generator, sample.shape[0])
-        z = self.encoder(sample)
+        z = self.encoder(sample).z
         if invert:
             latents = self.invert(sample, z, num_inference_steps)
         else:
             latents = randn_tensor(sample.shape, generator=generator, device=sample.device, dtype=sample.dtype)
-        return self._output(
-            self.decode(latents, z, num_inference_steps, output_type="latent"), output_type, return_dict
-        )
+        return self._output(self._decode_deterministically(latents, z, num_inference_steps), output_type, return_dict)
 
     @torch.no_grad()
     def interpolate(
@@ -430,12 +566,12 @@ class PDAEPipeline(DiffusionPipeline):
         sample = torch.cat([self.prepare_images(image_a), self.prepare_images(image_b)])
         if sample.shape[0] != 2:
             raise ValueError("interpolate takes exactly one image for image_a and one for image_b.")
-        z = self.encoder(sample)
+        z = self.encoder(sample).z
         x_T = self.invert(sample, z, num_inference_steps)
         weights = torch.linspace(0, 1, num).tolist()
         latents = torch.stack([slerp(x_T[0], x_T[1], w) for w in weights])
         codes = torch.stack([torch.lerp(z[0], z[1], w) for w in weights])
-        images = self.decode(latents, codes, num_inference_steps, output_type="latent")
+        images = self._decode_deterministically(latents, codes, num_inference_steps)
         return self._output(images, output_type, return_dict)
 
     @torch.no_grad()
@@ -467,12 +603,12 @@ class PDAEPipeline(DiffusionPipeline):
             )
         sample = self.prepare_images(images)
         direction = self._check_codes(direction.reshape(1, -1), name="direction")[0]
-        z = self.encoder(sample)
+        z = self.encoder(sample).z
         x_T = self.invert(sample, z, num_inference_steps)
         scales = torch.as_tensor(scales, device=z.device, dtype=z.dtype)
         codes = (z[:, None, :] + scales[None, :, None] * direction).flatten(0, 1)
         latents = x_T.repeat_interleave(len(scales), dim=0)
-        images = self.decode(latents, codes, num_inference_steps, output_type="latent")
+        images = self._decode_deterministically(latents, codes, num_inference_steps)
         return self._output(images, output_type, return_dict)
 
 
@@ -487,11 +623,7 @@ def check_components(
             f"PDAEPipeline is missing {', '.join(missing)}; it needs unet, scheduler, encoder and gradient_estimator "
             "(a saved pipeline folder has one subfolder for each)."
         )
-    if scheduler.config.get("prediction_type", "epsilon") != "epsilon":
-        raise ValueError(
-            f"PDAE shifts a noise prediction; the scheduler's prediction_type is "
-            f"{scheduler.config.prediction_type!r}, it must be 'epsilon'."
-        )
+    check_scheduler(scheduler)
     gradient_estimator.check_compatible(unet)
     gradient_estimator.check_schedule(scheduler)
     mismatches = [
@@ -511,6 +643,45 @@ def check_components(
         raise ValueError(
             "The encoder does not fit the UNet and gradient estimator (" + "; ".join(mismatches) + "). Build the "
             "encoder with the UNet's in_channels and sample_size and the estimator's latent_dim."
+        )
+
+
+# Schedulers with the discrete training schedule (betas, alphas_cumprod) PDAE's coefficients are computed from.
+SERVING_SCHEDULERS = (
+    "DDPMScheduler",
+    "DDIMScheduler",
+    "DPMSolverMultistepScheduler",
+    "DPMSolverSinglestepScheduler",
+    "EulerDiscreteScheduler",
+    "EulerAncestralDiscreteScheduler",
+    "HeunDiscreteScheduler",
+    "PNDMScheduler",
+    "UniPCMultistepScheduler",
+    "LMSDiscreteScheduler",
+)
+
+
+def check_scheduler(scheduler: SchedulerMixin) -> None:
+    """Raise a `ValueError` for a scheduler PDAE cannot serve: one without a discrete training schedule (c_t and
+    lambda_t are computed from its betas) or with an unknown `prediction_type`."""
+    num_train_timesteps = scheduler.config.get("num_train_timesteps")
+    betas = getattr(scheduler, "betas", None)
+    if (
+        num_train_timesteps is None
+        or not hasattr(scheduler, "alphas_cumprod")
+        or betas is None
+        or (len(betas) != num_train_timesteps)
+    ):
+        raise ValueError(
+            f"{type(scheduler).__name__} has no discrete training schedule (betas and alphas_cumprod over "
+            "num_train_timesteps), which PDAE's shift is computed from. Use one of "
+            f"{', '.join(SERVING_SCHEDULERS)}, built from the DPM's scheduler config."
+        )
+    prediction_type = scheduler.config.get("prediction_type", "epsilon")
+    if prediction_type not in PREDICTION_TYPES:
+        raise ValueError(
+            f"The scheduler's prediction_type is {prediction_type!r}; PDAE serves DPMs predicting "
+            f"{', '.join(PREDICTION_TYPES)}."
         )
 
 

@@ -104,6 +104,35 @@ def _model_card(description: str, tags: list[str], base_model: str | None = None
     return populate_model_card(card, tags=list(tags))
 
 
+USAGE_EXAMPLE = """
+images = torch.rand(4, pipe.unet.config.in_channels, pipe.unet.config.sample_size, pipe.unet.config.sample_size)
+images = images * 2 - 1  # your images as a tensor in [-1, 1], or a list of PIL images
+z = pipe.encode(images)  # the codes, (4, latent_dim)
+reconstructions = pipe.reconstruct(images, num_inference_steps=50).images"""
+
+
+def usage_with_package(repo_id: str) -> str:
+    """The card's snippet for users who have diffusers-pdae installed (runs as written; tested)."""
+    return (
+        f"""import torch
+import diffusers_pdae  # noqa: F401  (diffusers then loads the installed PDAE classes)
+from diffusers import DiffusionPipeline
+
+pipe = DiffusionPipeline.from_pretrained("{repo_id}")"""
+        + USAGE_EXAMPLE
+    )
+
+
+def usage_without_package(repo_id: str) -> str:
+    """The card's snippet for users without diffusers-pdae: the code saved beside the weights (tested)."""
+    return f"""import torch
+from diffusers import DiffusionPipeline
+
+pipe = DiffusionPipeline.from_pretrained("{repo_id}", custom_pipeline="pipeline_pdae", trust_remote_code=True)""" + (
+        USAGE_EXAMPLE
+    )
+
+
 def pdae_model_card(args, repo_id: str, metrics: dict, grid_file: str | None) -> ModelCard:
     """A model card for a trained `PDAEPipeline`: base model, data, flags, final metrics, grid, tags and usage."""
     grid = (
@@ -121,13 +150,16 @@ gradient estimator G(x_t, z, t) were trained, on {dataset_description(args)}.
 
 ## Usage
 
-```python
-import diffusers_pdae  # registers PDAEEncoder and GradientEstimator with diffusers
-from diffusers_pdae import PDAEPipeline
+With the diffusers-pdae package installed (`pip install diffusers-pdae`, or `pip install .` in its repository):
 
-pipe = PDAEPipeline.from_pretrained("{repo_id}")
-z = pipe.encode(images)                                   # (batch, {args.latent_dim}) codes
-reconstructions = pipe.reconstruct(images, num_inference_steps=50).images
+```python
+{usage_with_package(repo_id)}
+```
+
+Without it: the pipeline's code ships in this repository, so diffusers alone loads it once you trust that code:
+
+```python
+{usage_without_package(repo_id)}
 ```
 {grid}
 {_training_sections(args, metrics)}"""

@@ -8,7 +8,7 @@ from diffusers import DDPMScheduler, UNet2DModel
 from ..models.encoder import PDAEEncoder
 from ..models.gradient_estimator import GradientEstimator
 from ..models.unet_features import unet_forward_with_features
-from ..pdae_math import pdae_loss
+from ..pdae_math import noise_from_model_output, pdae_loss
 
 
 def sample_timesteps(
@@ -46,7 +46,8 @@ def pdae_training_loss(
 ) -> torch.Tensor:
     """Per-sample PDAE loss for one batch, with a single frozen UNet pass.
 
-    The frozen UNet runs once without gradient and yields both eps_theta and the features G needs; gradients reach
+    The frozen UNet runs once without gradient and yields both eps_theta (its output seen as a noise prediction,
+    whatever `noise_scheduler.config.prediction_type` says it predicts) and the features G needs; gradients reach
     only the encoder and G. `encoder` and `gradient_estimator` may be wrapped by `accelerator.prepare` (DDP), so they
     are called through `__call__`.
 
@@ -62,8 +63,12 @@ def pdae_training_loss(
     with torch.no_grad():
         noisy_images = noise_scheduler.add_noise(clean_images, noise, timesteps)
         features = unet_forward_with_features(unet, noisy_images.to(unet.dtype), timesteps)
-    z = encoder(clean_images)
+    z = encoder(clean_images).z
     gradient = gradient_estimator(
         features.down_block_res_samples, features.mid_block_res_sample, features.temb, z
     ).sample
-    return pdae_loss(noise, features.noise_pred, gradient, timesteps, noise_scheduler.betas, gamma)
+    prediction_type = noise_scheduler.config.get("prediction_type", "epsilon")
+    noise_pred = noise_from_model_output(
+        features.noise_pred.float(), noisy_images, timesteps, noise_scheduler.betas, prediction_type
+    )
+    return pdae_loss(noise, noise_pred, gradient, timesteps, noise_scheduler.betas, gamma)

@@ -19,6 +19,7 @@ from diffusers import DiffusionPipeline
 from diffusers.training_utils import EMAModel
 
 from ..file_utils import write_folder_atomically
+from ..pipelines.pipeline_pdae import PDAEPipeline
 from .args import public_flags
 from .checkpointing import register_checkpoint_hooks, resolve_resume_path
 from .config import TrainingConfig
@@ -213,7 +214,10 @@ def finish_run(
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         pipeline = build_pipeline()
-        write_folder_atomically(args.output_dir, lambda folder: DiffusionPipeline.save_pretrained(pipeline, folder))
+        if isinstance(pipeline, PDAEPipeline):
+            pipeline.save_pretrained(args.output_dir)  # atomic, with the pipeline's code
+        else:
+            write_folder_atomically(args.output_dir, pipeline.save_pretrained)
         metrics = {"train_loss": loop.last_logs.get("loss"), **(extra_metrics or {})}
         release_folder(args, card_builder, metrics, loop.summary(), grid_source, card_image)
         accelerator.print(f"Saved {type(pipeline).__name__} to {args.output_dir}")

@@ -231,7 +231,7 @@ def decode_in_batches(
                 None if codes is None else codes[i : i + size],
                 num_inference_steps,
                 output_type="latent",
-            ).float().cpu().clamp(-1, 1)
+            ).images.float().cpu().clamp(-1, 1)
             for i in range(0, len(latents), size)
         ]
     )  # fmt: skip
@@ -449,7 +449,7 @@ def evaluate_critical_stage(context: EvaluationContext) -> dict:
             (
                 name,
                 to_unit_range(
-                    context.pipeline.decode(latents[shown], z, config.stage_steps, stage, output_type="latent")
+                    context.pipeline.decode(latents[shown], z, config.stage_steps, stage, output_type="latent").images
                 ),
             )
         )

@@ -72,7 +72,7 @@ def test_the_shared_sweep_gives_exactly_what_the_pipeline_gives_for_each_stage()
     for stage in [(0, 800), (400, 600), (200, 200), (800, 800)]:
         expected = pipeline(z=codes, latents=latents, num_inference_steps=5, shift_range=stage, output_type="pt")
         assert torch.allclose((results[stage] / 2 + 0.5).clamp(0, 1), expected.images, atol=1e-5), stage
-        decoded = pipeline.decode(latents, codes, 5, stage, output_type="latent")
+        decoded = pipeline.decode(latents, codes, 5, stage, output_type="latent").images
         assert torch.allclose(results[stage], decoded, atol=1e-6)
 
 

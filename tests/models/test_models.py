@@ -48,7 +48,8 @@ RESNET_RESAMPLING_LAYOUT = {
 
 def test_encoder_shapes_and_errors():
     encoder = tiny_encoder()
-    assert encoder(tiny_images(3)).shape == (3, LATENT_DIM)
+    assert encoder(tiny_images(3)).z.shape == (3, LATENT_DIM)
+    assert torch.equal(encoder(tiny_images(3), return_dict=False)[0], encoder(tiny_images(3)).z)
     with pytest.raises(ValueError, match=r"\(batch_size, 1, 16, 16\)"):
         encoder(torch.zeros(2, 3, 16, 16))
     with pytest.raises(ValueError, match="cannot be halved"):
@@ -176,7 +177,7 @@ def test_save_and_load_round_trip_bit_for_bit(tmp_path):
     loaded_encoder = PDAEEncoder.from_pretrained(tmp_path / "encoder").eval()
     loaded_estimator = GradientEstimator.from_pretrained(tmp_path / "gradient_estimator").eval()
     images = tiny_images(2)
-    assert torch.equal(loaded_encoder(images), encoder(images))
+    assert torch.equal(loaded_encoder(images).z, encoder(images).z)
     features = unet_forward_with_features(tiny_unet(), images, torch.tensor([10, 500]))
     z = torch.randn(2, LATENT_DIM)
     assert torch.equal(loaded_estimator.from_features(features, z), estimator.eval().from_features(features, z))

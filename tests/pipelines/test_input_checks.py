@@ -108,7 +108,7 @@ def test_latent_output_is_the_raw_model_space_result(pipe, images):
     z = pipe.encode(images)
     latents = torch.randn(2, 1, 16, 16, generator=torch.Generator().manual_seed(0))
     raw = pipe(z=z, latents=latents, num_inference_steps=3, output_type="latent").images
-    assert torch.equal(raw, pipe.decode(latents, z, 3, output_type="latent"))
+    assert torch.equal(raw, pipe.decode(latents, z, 3, output_type="latent").images)
     assert torch.allclose(pipe(z=z, latents=latents, num_inference_steps=3, output_type="pt").images,
                           (raw / 2 + 0.5).clamp(0, 1))  # fmt: skip
 

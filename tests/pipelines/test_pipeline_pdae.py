@@ -4,7 +4,7 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
-from diffusers import DDIMScheduler, DDPMScheduler, EulerDiscreteScheduler
+from diffusers import DDIMScheduler, DDPMScheduler, EDMEulerScheduler, EulerDiscreteScheduler
 
 import diffusers_pdae  # noqa: F401
 from diffusers_pdae import PDAEPipeline
@@ -69,11 +69,11 @@ def test_inversion_then_decoding_reproduces_the_input():
     images = tiny_images(2) * 0.8
     z = pipeline.encode(images)
     x_T = pipeline.invert(images, z, num_inference_steps=200)
-    decoded = pipeline.decode(x_T, z, num_inference_steps=200, output_type="latent")
+    decoded = pipeline.decode(x_T, z, num_inference_steps=200, output_type="latent").images
     error = (decoded - images).pow(2).mean().item()
     assert error < 1e-3
     # the shift matters: decoding the same x_T with another code misses the input by far more
-    wrong = pipeline.decode(x_T, torch.zeros_like(z), num_inference_steps=200, output_type="latent")
+    wrong = pipeline.decode(x_T, torch.zeros_like(z), num_inference_steps=200, output_type="latent").images
     assert (wrong - images).pow(2).mean().item() > 5 * error
     # and the public API agrees with the building blocks
     reconstructed = pipeline.reconstruct(images, num_inference_steps=200, output_type="pt").images
@@ -118,7 +118,7 @@ def test_save_and_load_round_trip_bit_for_bit(pipeline, tmp_path):
     loaded = PDAEPipeline.from_pretrained(tmp_path)
     loaded.set_progress_bar_config(disable=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "encoder", "gradient_estimator", "model_index.json", "scheduler", "unet",
+        "encoder", "gradient_estimator", "model_index.json", "pipeline_pdae.py", "scheduler", "unet",
     ]  # fmt: skip
     assert not list(tmp_path.rglob("*.bin"))  # safetensors only
     images = tiny_images(2)
@@ -161,7 +161,9 @@ def test_mismatched_or_missing_components_raise():
     with pytest.raises(ValueError, match="does not fit the UNet"):
         PDAEPipeline(tiny_unet(in_channels=3), good.scheduler, tiny_encoder(in_channels=3), good.gradient_estimator)
     with pytest.raises(ValueError, match="prediction_type"):
-        PDAEPipeline(unet, DDIMScheduler(prediction_type="v_prediction"), good.encoder, good.gradient_estimator)
+        PDAEPipeline(unet, DDIMScheduler(prediction_type="flow"), good.encoder, good.gradient_estimator)
+    with pytest.raises(ValueError, match="EDMEulerScheduler has no discrete training schedule.*DDIMScheduler"):
+        PDAEPipeline(unet, EDMEulerScheduler(), good.encoder, good.gradient_estimator)
 
 
 def test_euler_scheduler_gets_scaled_model_inputs_like_a_plain_diffusers_loop():
