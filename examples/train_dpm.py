@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
 
-from diffusers_pdae.data import load_training_dataset
+from diffusers_pdae.data import image_geometry, load_image_dataset, load_training_dataset
 from diffusers_pdae.image_utils import make_grid
 from diffusers_pdae.training import (
     RankReport,
@@ -29,18 +29,24 @@ from diffusers_pdae.training import (
     add_output_args,
     averaged_model,
     claim_output_dir,
+    configure_logging,
     dpm_model_card,
     finalize_args,
-    finish_run,
+    log_run_start,
     make_accelerator,
     make_ema,
     make_optimization,
+    make_parser,
     positive_int,
     register_training_state,
+    release_run,
     sample_noise_and_timesteps,
+    save_trained_pipeline,
     seed_run,
+    start_hub_repo,
     start_trackers,
 )
+from diffusers_pdae.training.export import write_checkpoint_description
 
 # The bundled MNIST DPM: 1.6M parameters, 32x32 (28x28 digits padded), attention at 8x8.
 MNIST_UNET_CONFIG = {
@@ -56,18 +62,21 @@ MNIST_UNET_CONFIG = {
 }
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> argparse.ArgumentParser:
+    parser = make_parser(__doc__)
     parser.add_argument(
         "--model_config_name_or_path",
         type=str,
         default=None,
-        help="A UNet2DModel config (folder or JSON file); defaults to the bundled MNIST layout.",
+        help="A UNet2DModel config (folder or JSON file, e.g. docs/configs/unet-rgb-32.json); without it the bundled "
+        "MNIST layout, with the channels and size of the training images.",
     )
-    parser.add_argument("--ddpm_num_steps", type=positive_int, default=1000)
-    parser.add_argument("--ddpm_num_inference_steps", type=positive_int, default=1000)
-    parser.add_argument("--ddpm_beta_schedule", type=str, default="linear")
-    parser.add_argument("--eval_batch_size", type=positive_int, default=64, help="Samples in the validation grid.")
+    parser.add_argument("--ddpm_num_steps", type=positive_int, default=1000, help="Training timesteps T.")
+    parser.add_argument(
+        "--ddpm_num_inference_steps", type=positive_int, default=1000, help="DDPM steps of the sample grids."
+    )
+    parser.add_argument("--ddpm_beta_schedule", type=str, default="linear", help="diffusers' beta schedule.")
+    parser.add_argument("--eval_batch_size", type=positive_int, default=16, help="Samples in each sample grid.")
     parser.add_argument(
         "--num_class_embeds",
         type=positive_int,
@@ -78,12 +87,37 @@ def parse_args(argv=None) -> argparse.Namespace:
     add_data_args(parser)
     add_optimization_args(parser, learning_rate=2e-4)
     add_output_args(parser, output_dir="ddpm-model")
-    return finalize_args(parser.parse_args(argv))
+    return parser
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    return finalize_args(build_parser().parse_args(argv))
+
+
+# The bundled layout's UNet halves the image twice: sizes must be multiples of 4, and it is meant for small images.
+LARGEST_DEFAULT_SIZE = 64
+
+
+def data_geometry(args) -> tuple[int, int]:
+    """`(channels, sample size)` for the default layout, from the training images (or refuse, naming the flag)."""
+    if args.dataset_name is None and args.train_data_dir is None:
+        return 1, args.resolution or MNIST_UNET_CONFIG["sample_size"]
+    raw = load_image_dataset(args.dataset_name, args.dataset_config_name, args.train_data_dir, args.cache_dir)
+    channels, side = image_geometry(raw, args.image_column)
+    size = args.resolution or side
+    if size % 4 or size > LARGEST_DEFAULT_SIZE:
+        raise ValueError(
+            f"The training images are {side} px on their shorter side; the default UNet layout needs a size that is "
+            f"a multiple of 4 and at most {LARGEST_DEFAULT_SIZE}. Pass --resolution (e.g. 32), or "
+            "--model_config_name_or_path for a larger UNet."
+        )
+    return channels, size
 
 
 def build_unet(args) -> UNet2DModel:
     if args.model_config_name_or_path is None:
-        config = dict(MNIST_UNET_CONFIG)
+        channels, size = data_geometry(args)
+        config = {**MNIST_UNET_CONFIG, "in_channels": channels, "out_channels": channels, "sample_size": size}
     elif os.path.isfile(args.model_config_name_or_path):
         with open(args.model_config_name_or_path) as f:
             config = json.load(f)
@@ -115,7 +149,9 @@ def main(argv=None):
     args = parse_args(argv)
     config = TrainingConfig.from_args(args)
     accelerator = make_accelerator(config)
+    configure_logging(accelerator)
     claim_output_dir(accelerator, args)
+    repo_id = start_hub_repo(accelerator, args)
     noise_generator = seed_run(accelerator, config.seed)
 
     unet = build_unet(args)
@@ -137,7 +173,13 @@ def main(argv=None):
     unet, optimizer, train_dataloader, lr_scheduler = accelerator.prepare(
         unet, optimizer, train_dataloader, lr_scheduler
     )
-    register_training_state(accelerator, {"unet": unet}, {"unet_ema": ema_unet} if ema_unet else {}, noise_generator)
+
+    def describe_checkpoint(folder: str) -> None:
+        write_checkpoint_description(folder, "ddpm", noise_scheduler, None)
+
+    register_training_state(
+        accelerator, {"unet": unet}, {"unet_ema": ema_unet} if ema_unet else {}, noise_generator, describe_checkpoint
+    )
     start_trackers(accelerator, "train_dpm", args)
 
     def compute_loss(batch):
@@ -151,23 +193,23 @@ def main(argv=None):
     def final_unet() -> UNet2DModel:
         return averaged_model(accelerator.unwrap_model(unet), ema_unet)
 
+    def final_pipeline() -> DDPMPipeline:
+        return DDPMPipeline(unet=final_unet(), scheduler=noise_scheduler)
+
     last_grid = {}
 
-    def save_samples(epoch: int, global_step: int) -> None:
-        last_epoch = global_step >= schedule.max_train_steps
-        if not accelerator.is_main_process or not (last_epoch or (epoch + 1) % args.save_images_epochs == 0):
-            return
+    def save_samples(global_step: int) -> None:
         generator = torch.Generator().manual_seed(0)
         if args.num_class_embeds is None:
-            pipeline = DDPMPipeline(unet=final_unet(), scheduler=noise_scheduler)
-            pipeline.set_progress_bar_config(disable=True)
+            pipeline = final_pipeline()
+            pipeline.set_progress_bar_config(desc=f"sampling at step {global_step}", leave=False)
             images = pipeline(
                 generator=generator, batch_size=args.eval_batch_size,
                 num_inference_steps=args.ddpm_num_inference_steps, output_type="np",
             ).images  # fmt: skip
         else:
             images = sample_class_conditional(final_unet(), noise_scheduler, args, generator)
-        grid = make_grid(torch.from_numpy(images).permute(0, 3, 1, 2), nrow=8)
+        grid = make_grid(torch.from_numpy(images).permute(0, 3, 1, 2), nrow=min(8, args.eval_batch_size))
         last_grid["path"] = os.path.join(args.output_dir, "samples", f"step-{global_step:06d}.png")
         os.makedirs(os.path.dirname(last_grid["path"]), exist_ok=True)
         grid.save(last_grid["path"])
@@ -175,17 +217,29 @@ def main(argv=None):
             if tracker.name == "tensorboard":
                 tracker.writer.add_images("samples", images.transpose(0, 3, 1, 2), global_step)
 
+    def on_epoch_end(epoch: int, global_step: int) -> None:
+        if global_step >= schedule.max_train_steps:
+            return  # the final pipeline is saved first, then sampled (below)
+        if accelerator.is_main_process and (epoch + 1) % args.save_images_epochs == 0:
+            save_samples(global_step)
+        if args.save_model_epochs and (epoch + 1) % args.save_model_epochs == 0:
+            save_trained_pipeline(accelerator, args, final_pipeline)
+
     loop = TrainingLoop(
         accelerator, config, [unet], optimizer, lr_scheduler, train_dataloader, compute_loss, schedule,
-        ema_models=[ema_unet] if ema_unet else [], on_epoch_end=save_samples,
+        ema_models=[ema_unet] if ema_unet else [], on_epoch_end=on_epoch_end,
         rank_report=RankReport() if args.report_ranks else None,
     )  # fmt: skip
+    log_run_start(accelerator, config, schedule, len(dataset))
     loop.resume()
     loop.run()
 
-    finish_run(
-        accelerator, args, loop, lambda: DDPMPipeline(unet=final_unet(), scheduler=noise_scheduler), dpm_model_card,
-        grid_source=last_grid.get("path"), card_image="samples.png",
+    save_trained_pipeline(accelerator, args, final_pipeline)  # before sampling, which can take long on a CPU
+    if accelerator.is_main_process:
+        save_samples(loop.global_step)
+    release_run(
+        accelerator, args, loop, dpm_model_card, grid_source=last_grid.get("path"), card_image="samples.png",
+        repo_id=repo_id,
     )  # fmt: skip
 
 

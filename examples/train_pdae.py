@@ -11,6 +11,7 @@ UNet stays frozen in the weight dtype. The output folder is a complete `PDAEPipe
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 
 import numpy as np
@@ -20,7 +21,7 @@ from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
 import diffusers_pdae  # noqa: F401  (registers the PDAE classes for saving/loading)
 from diffusers_pdae import GradientEstimator, PDAEEncoder, PDAEPipeline
 from diffusers_pdae.bundled import checkpoint_path
-from diffusers_pdae.data import load_training_dataset, validation_images
+from diffusers_pdae.data import HeldOut, load_training_dataset, validation_images
 from diffusers_pdae.image_utils import labelled_rows
 from diffusers_pdae.models.gradient_estimator import noise_schedule_of
 from diffusers_pdae.training import (
@@ -32,26 +33,34 @@ from diffusers_pdae.training import (
     add_output_args,
     averaged_model,
     claim_output_dir,
+    configure_logging,
     finalize_args,
     finish_run,
     finite_float,
-    freeze,
+    load_frozen_dpm,
+    log_run_start,
     make_accelerator,
     make_ema,
     make_optimization,
+    make_parser,
     pdae_model_card,
     pdae_training_loss,
     positive_int,
     register_training_state,
     sample_noise_and_timesteps,
+    save_trained_pipeline,
     seed_run,
+    start_hub_repo,
     start_trackers,
     weight_dtype,
 )
+from diffusers_pdae.training.export import write_checkpoint_description
+
+logger = logging.getLogger(__name__)
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> argparse.ArgumentParser:
+    parser = make_parser(__doc__)
     parser.add_argument(
         "--pretrained_model_name_or_path",
         type=str,
@@ -67,7 +76,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=[32, 64, 128, 128],
         help="Encoder widths.",
     )
-    parser.add_argument("--encoder_norm_num_groups", type=positive_int, default=8)
+    parser.add_argument(
+        "--encoder_norm_num_groups", type=positive_int, default=8, help="GroupNorm groups of the encoder."
+    )
     parser.add_argument(
         "--lambda_gamma", type=finite_float, default=0.1, help="gamma in lambda_t = SNR^gamma / (1 + SNR)."
     )
@@ -81,14 +92,30 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="Start from the encoder and gradient estimator of a trained PDAEPipeline (folder or Hub id) for the same "
         "UNet, e.g. to train a released checkpoint further.",
     )
-    parser.add_argument("--num_validation_images", type=positive_int, default=8, help="Held-out images in the grid.")
+    parser.add_argument(
+        "--num_validation_images",
+        type=positive_int,
+        default=8,
+        help="Images in the validation grid: taken out of the training data (evenly spaced), or from "
+        "--validation_data_dir when given.",
+    )
+    parser.add_argument(
+        "--validation_data_dir",
+        type=str,
+        default=None,
+        help="A folder of validation images; then nothing is taken out of the training data.",
+    )
     parser.add_argument(
         "--validation_inference_steps", type=positive_int, default=20, help="DDIM steps for validation."
     )
     add_data_args(parser)
     add_optimization_args(parser, learning_rate=1e-4)
     add_output_args(parser, output_dir="pdae-model")
-    return finalize_args(parser.parse_args(argv))
+    return parser
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    return finalize_args(build_parser().parse_args(argv))
 
 
 def build_trainable_models(
@@ -122,12 +149,13 @@ def main(argv=None):
     args = parse_args(argv)
     config = TrainingConfig.from_args(args)
     accelerator = make_accelerator(config)
+    configure_logging(accelerator)
     claim_output_dir(accelerator, args)
+    repo_id = start_hub_repo(accelerator, args)
     noise_generator = seed_run(accelerator, config.seed)
 
-    unet = freeze(UNet2DModel.from_pretrained(args.pretrained_model_name_or_path, subfolder="unet"))
+    unet, noise_scheduler = load_frozen_dpm(args.pretrained_model_name_or_path)
     unet.to(accelerator.device, dtype=weight_dtype(accelerator))
-    noise_scheduler = DDPMScheduler.from_pretrained(args.pretrained_model_name_or_path, subfolder="scheduler")
     args.resolution = args.resolution or unet.config.sample_size
     if args.resolution != unet.config.sample_size:
         raise ValueError(
@@ -137,12 +165,21 @@ def main(argv=None):
 
     encoder, gradient_estimator = build_trainable_models(args, unet, noise_scheduler)
 
-    dataset = load_training_dataset(
-        args.dataset_name, args.dataset_config_name, args.train_data_dir, args.image_column,
-        unet.config.in_channels, args.resolution, args.center_crop, args.random_flip, args.cache_dir,
-        check_images=not args.skip_image_check,
-    )  # fmt: skip
-    held_out = validation_images(dataset, args.num_validation_images)
+    def images_from(train_data_dir: str | None, dataset_name: str | None = None):
+        return load_training_dataset(
+            dataset_name, args.dataset_config_name, train_data_dir, args.image_column,
+            unet.config.in_channels, args.resolution, args.center_crop, args.random_flip, args.cache_dir,
+            check_images=not args.skip_image_check,
+        )  # fmt: skip
+
+    dataset = images_from(args.train_data_dir, args.dataset_name)
+    if args.validation_data_dir is not None:
+        validation = images_from(args.validation_data_dir)
+        held_out = HeldOut(validation_images(validation, args.num_validation_images, keep_rest=False).images, dataset)
+        held_out_text = f"{len(held_out.images)} images of --validation_data_dir (nothing taken from training)"
+    else:
+        held_out = validation_images(dataset, args.num_validation_images)
+        held_out_text = f"{len(held_out.images)} of the {len(dataset)} training images (--num_validation_images)"
     train_dataloader = torch.utils.data.DataLoader(
         held_out.train_dataset, batch_size=config.train_batch_size, shuffle=True,
         num_workers=args.dataloader_num_workers,
@@ -163,9 +200,14 @@ def main(argv=None):
     encoder, gradient_estimator, optimizer, train_dataloader, lr_scheduler = accelerator.prepare(
         encoder, gradient_estimator, optimizer, train_dataloader, lr_scheduler
     )
+
+    def describe_checkpoint(folder: str) -> None:
+        write_checkpoint_description(folder, "pdae", noise_scheduler, args.pretrained_model_name_or_path)
+
     register_training_state(
-        accelerator, {"encoder": encoder, "gradient_estimator": gradient_estimator}, named_emas, noise_generator
-    )
+        accelerator, {"encoder": encoder, "gradient_estimator": gradient_estimator}, named_emas, noise_generator,
+        describe_checkpoint,
+    )  # fmt: skip
     start_trackers(accelerator, "train_pdae", args)
 
     def compute_loss(batch):
@@ -187,10 +229,19 @@ def main(argv=None):
         pipeline.set_progress_bar_config(disable=True)
         return pipeline
 
+    def release_pipeline() -> PDAEPipeline:
+        pipeline = build_pipeline()
+        pipeline.unet.to(dtype=torch.float32)
+        return pipeline
+
     last_validation = {}
 
     def validate(global_step: int) -> dict:
+        if last_validation.get("step") == global_step:  # the step and epoch hooks can both ask at the last step
+            return last_validation["metrics"]
+        logger.info(f"Validation at step {global_step} on {len(held_out.images)} held-out images")
         pipeline = build_pipeline()
+        pipeline.set_progress_bar_config(desc=f"validation at step {global_step}", leave=False)
         images = held_out.images.to(accelerator.device)
         steps = args.validation_inference_steps
         inferred = pipeline.reconstruct(images, num_inference_steps=steps, output_type="pt").images
@@ -207,6 +258,7 @@ def main(argv=None):
             if tracker.name == "tensorboard":
                 tracker.writer.add_image("reconstructions", np.asarray(grid), global_step, dataformats="HWC")
         last_validation.update(
+            step=global_step,
             grid=grid_path,
             metrics={
                 "val_mse_inferred_xT": (inferred - originals).pow(2).mean().item(),
@@ -224,23 +276,22 @@ def main(argv=None):
         last_epoch = global_step >= schedule.max_train_steps
         if accelerator.is_main_process and (last_epoch or (epoch + 1) % args.save_images_epochs == 0):
             accelerator.log(validate(global_step), step=global_step)
+        if args.save_model_epochs and (epoch + 1) % args.save_model_epochs == 0 and not last_epoch:
+            save_trained_pipeline(accelerator, args, release_pipeline)
 
     loop = TrainingLoop(
         accelerator, config, [encoder, gradient_estimator], optimizer, lr_scheduler, train_dataloader, compute_loss,
         schedule, ema_models=list(named_emas.values()), on_step_end=on_step_end, on_epoch_end=on_epoch_end,
         rank_report=RankReport() if args.report_ranks else None,
     )  # fmt: skip
+    log_run_start(accelerator, config, schedule, len(held_out.train_dataset), held_out_text)
     loop.resume()
     loop.run()
-
-    def release_pipeline() -> PDAEPipeline:
-        pipeline = build_pipeline()
-        pipeline.unet.to(dtype=torch.float32)
-        return pipeline
-
+    if accelerator.is_main_process and last_validation.get("step") != loop.global_step:
+        validate(loop.global_step)  # the card's metrics and grid come from the final weights
     finish_run(
         accelerator, args, loop, release_pipeline, pdae_model_card,
-        last_validation.get("metrics"), last_validation.get("grid"),
+        last_validation.get("metrics"), last_validation.get("grid"), repo_id=repo_id,
     )  # fmt: skip
 
 

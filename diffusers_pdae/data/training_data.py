@@ -62,7 +62,14 @@ class ImageFileDataset(Dataset):
         resolution: int,
         center_crop: bool = True,
         random_flip: bool = False,
+        label_column: str | None = None,
     ):
+        for column, flag in ((image_column, "--image_column"), (label_column, "--label_column")):
+            if column is not None and column not in dataset.column_names:
+                raise ValueError(
+                    f"Column {column!r} not found; the dataset has columns {dataset.column_names}. Pass the right one "
+                    f"with {flag}."
+                )
         if image_column not in dataset.column_names:
             raise ValueError(
                 f"Image column {image_column!r} not found; the dataset has columns {dataset.column_names}. "
@@ -78,6 +85,7 @@ class ImageFileDataset(Dataset):
         self.resolution = resolution
         self.center_crop = center_crop
         self.random_flip = random_flip
+        self.label_column = label_column
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -116,7 +124,10 @@ class ImageFileDataset(Dataset):
             raise ValueError(f"Training image {self.name_of(index)}: {error}") from error
         if self.random_flip and random.random() < 0.5:
             pixel_values = pixel_values.flip(-1)
-        return {"pixel_values": pixel_values}
+        item = {"pixel_values": pixel_values}
+        if self.label_column is not None:
+            item["class_labels"] = torch.as_tensor(self.dataset[index][self.label_column])
+        return item
 
 
 def skip_unreadable_images(dataset: ImageFileDataset) -> Dataset:
@@ -157,6 +168,39 @@ def skip_unreadable_images(dataset: ImageFileDataset) -> Dataset:
     return Subset(dataset, readable)
 
 
+def load_image_dataset(
+    dataset_name: str | None,
+    dataset_config_name: str | None,
+    train_data_dir: str | None,
+    cache_dir: str | None,
+    split: str = "train",
+):
+    """The `datasets.Dataset` (one split) of a Hub dataset or of a local image folder, checked for existence."""
+    import datasets
+
+    if dataset_name is not None:
+        return datasets.load_dataset(dataset_name, dataset_config_name, cache_dir=cache_dir, split=split)
+    if not os.path.isdir(train_data_dir):
+        raise FileNotFoundError(f"--train_data_dir {train_data_dir} is not a folder.")
+    if not any(files for _, _, files in os.walk(train_data_dir)):
+        raise ValueError(f"--train_data_dir {train_data_dir} holds no files.")
+    return datasets.load_dataset("imagefolder", data_dir=train_data_dir, cache_dir=cache_dir, split=split)
+
+
+GREY_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F")
+
+
+def image_geometry(dataset, image_column: str) -> tuple[int, int]:
+    """`(channels, shorter side)` of a dataset's first image: 1 channel for grey modes, else 3."""
+    if image_column not in dataset.column_names:
+        raise ValueError(
+            f"Image column {image_column!r} not found; the dataset has columns {dataset.column_names}. "
+            "Pass the right one with --image_column."
+        )
+    image = dataset[0][image_column]
+    return (1 if image.mode in GREY_MODES else 3), min(image.size)
+
+
 def load_training_dataset(
     dataset_name: str | None,
     dataset_config_name: str | None,
@@ -181,16 +225,7 @@ def load_training_dataset(
                 "--train_data_dir with images for this UNet."
             )
         return bundled_mnist_dataset(resolution)
-    import datasets
-
-    if dataset_name is not None:
-        dataset = datasets.load_dataset(dataset_name, dataset_config_name, cache_dir=cache_dir, split="train")
-    else:
-        if not os.path.isdir(train_data_dir):
-            raise FileNotFoundError(f"--train_data_dir {train_data_dir} is not a folder.")
-        if not any(files for _, _, files in os.walk(train_data_dir)):
-            raise ValueError(f"--train_data_dir {train_data_dir} holds no files.")
-        dataset = datasets.load_dataset("imagefolder", data_dir=train_data_dir, cache_dir=cache_dir, split="train")
+    dataset = load_image_dataset(dataset_name, dataset_config_name, train_data_dir, cache_dir)
     images = ImageFileDataset(dataset, image_column, channels, resolution, center_crop, random_flip)
     return skip_unreadable_images(images) if check_images else check_first_item(images)
 
@@ -220,11 +255,19 @@ class HeldOut:
     train_dataset: Dataset
 
 
-def validation_images(dataset: Dataset, num_images: int) -> HeldOut:
-    """Hold out `num_images` items, evenly spaced over the dataset, as a fixed validation batch; train on the rest."""
-    if not 0 < num_images < len(dataset):
-        raise ValueError(f"Cannot hold out {num_images} validation images from a dataset of {len(dataset)}.")
+def validation_images(dataset: Dataset, num_images: int, keep_rest: bool = True) -> HeldOut:
+    """Hold out `num_images` items, evenly spaced over the dataset, as a fixed validation batch; train on the rest.
+
+    With `keep_rest=False` (validation images from a folder of their own) the items are only read, and the training
+    set is empty; the caller trains on its own data.
+    """
+    if keep_rest and not 0 < num_images < len(dataset):
+        raise ValueError(
+            f"Cannot hold out {num_images} validation images from a training set of {len(dataset)}; lower "
+            "--num_validation_images or pass --validation_data_dir."
+        )
+    num_images = min(num_images, len(dataset))
     held_out = [i * len(dataset) // num_images for i in range(num_images)]
     images = torch.stack([dataset[i]["pixel_values"] for i in held_out])
-    kept = sorted(set(range(len(dataset))) - set(held_out))
+    kept = sorted(set(range(len(dataset))) - set(held_out)) if keep_rest else []
     return HeldOut(images=images, train_dataset=Subset(dataset, kept))

@@ -11,7 +11,7 @@ from .frechet import frechet_distance, gaussian_statistics
 from .manipulation import linear_direction
 from .metrics import mse, psnr, ssim
 from .probe import LinearProbeResult, linear_probe
-from .reconstruction import RECONSTRUCTION_KINDS, reconstruction_study
+from .reconstruction import RECONSTRUCTION_KINDS, format_reconstruction_table, reconstruction_study
 from .subsets import stratified_indices
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "critical_stage_scores",
     "curve_timesteps",
     "diffusion_curves",
+    "format_reconstruction_table",
     "frechet_distance",
     "gaussian_statistics",
     "linear_direction",

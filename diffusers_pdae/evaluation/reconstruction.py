@@ -106,3 +106,16 @@ def reconstruction_study(
         examples[num_steps]["original"] = (images[:num_examples].float() / 2 + 0.5).clamp(0, 1)
     progress.close()
     return figures, examples
+
+
+def format_reconstruction_table(figures: dict) -> str:
+    """A plain-text table of `reconstruction_study`'s figures: one line per T and kind, MSE, PSNR +- s.e.m., SSIM."""
+    lines = [f"{'T':>4}  {'reconstruction':<34}{'MSE':>10}{'PSNR (dB)':>16}{'SSIM':>8}"]
+    for steps, kinds in figures.items():
+        for kind, scores in kinds.items():
+            psnr_text = f"{scores['psnr']['mean']:.2f} +- {scores['psnr']['sem']:.2f}"
+            lines.append(
+                f"{steps:>4}  {RECONSTRUCTION_KINDS[kind]:<34}{scores['mse']['mean']:>10.6f}{psnr_text:>16}"
+                f"{scores['ssim']['mean']:>8.3f}"
+            )
+    return "\n".join(lines)

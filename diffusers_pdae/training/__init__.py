@@ -8,11 +8,13 @@
 
 from .args import (
     SECRET_FLAGS,
+    HelpFormatter,
     add_data_args,
     add_optimization_args,
     add_output_args,
     finalize_args,
     finite_float,
+    make_parser,
     non_negative_float,
     non_negative_int,
     positive_float,
@@ -32,14 +34,20 @@ from .config import TrainingConfig
 from .diagnostics import RankReport
 from .hub import dpm_model_card, files_to_upload, pdae_model_card, release_folder
 from .loop import NonFiniteLossError, TrainingLoop
-from .objective import freeze, pdae_training_loss, sample_noise_and_timesteps, sample_timesteps
+from .objective import freeze, load_frozen_dpm, pdae_training_loss, sample_noise_and_timesteps, sample_timesteps
 from .optimization import TrainingSchedule, averaged_model, make_ema, make_optimization
 from .run import (
+    check_on_main_process,
     claim_output_dir,
+    configure_logging,
     finish_run,
+    log_run_start,
     make_accelerator,
     register_training_state,
+    release_run,
+    save_trained_pipeline,
     seed_run,
+    start_hub_repo,
     start_trackers,
     tracker_config,
     weight_dtype,
@@ -47,6 +55,7 @@ from .run import (
 
 __all__ = [
     "SECRET_FLAGS",
+    "HelpFormatter",
     "NonFiniteLossError",
     "RankReport",
     "TrainingConfig",
@@ -57,7 +66,9 @@ __all__ = [
     "add_output_args",
     "averaged_model",
     "check_resumable",
+    "check_on_main_process",
     "claim_output_dir",
+    "configure_logging",
     "dpm_model_card",
     "files_to_upload",
     "finalize_args",
@@ -65,10 +76,13 @@ __all__ = [
     "finish_run",
     "freeze",
     "list_checkpoints",
+    "load_frozen_dpm",
+    "log_run_start",
     "load_generator_state",
     "make_accelerator",
     "make_ema",
     "make_optimization",
+    "make_parser",
     "non_negative_float",
     "non_negative_int",
     "pdae_model_card",
@@ -78,13 +92,16 @@ __all__ = [
     "public_flags",
     "register_checkpoint_hooks",
     "register_training_state",
+    "release_run",
     "release_folder",
     "resolve_resume_path",
     "sample_noise_and_timesteps",
     "sample_timesteps",
     "save_checkpoint",
+    "save_trained_pipeline",
     "save_generator_state",
     "seed_run",
+    "start_hub_repo",
     "start_trackers",
     "tracker_config",
     "weight_dtype",

@@ -83,6 +83,15 @@ def decay(text: str) -> float:
     return value
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """`--help` keeps the script's docstring as written and shows every flag's default."""
+
+
+def make_parser(description: str | None) -> argparse.ArgumentParser:
+    """The scripts' parser: their docstring as description, defaults in `--help`."""
+    return argparse.ArgumentParser(description=description, formatter_class=HelpFormatter)
+
+
 def add_data_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("data")
     group.add_argument("--dataset_name", type=str, default=None, help="A dataset on the Hub (or a local dataset).")
@@ -121,7 +130,9 @@ def add_optimization_args(parser: argparse.ArgumentParser, learning_rate: float)
     group.add_argument(
         "--train_batch_size", type=positive_int, default=DEFAULTS["train_batch_size"], help="Batch size per device."
     )
-    group.add_argument("--num_epochs", type=positive_int, default=DEFAULTS["num_epochs"])
+    group.add_argument(
+        "--num_epochs", type=positive_int, default=DEFAULTS["num_epochs"], help="Passes over the training data."
+    )
     group.add_argument(
         "--max_train_steps",
         type=positive_int,
@@ -129,26 +140,37 @@ def add_optimization_args(parser: argparse.ArgumentParser, learning_rate: float)
         help="Total optimiser steps; overrides --num_epochs if set.",
     )
     group.add_argument(
-        "--gradient_accumulation_steps", type=positive_int, default=DEFAULTS["gradient_accumulation_steps"]
+        "--gradient_accumulation_steps",
+        type=positive_int,
+        default=DEFAULTS["gradient_accumulation_steps"],
+        help="Batches accumulated per optimiser step.",
     )
-    group.add_argument("--learning_rate", type=positive_float, default=learning_rate)
+    group.add_argument("--learning_rate", type=positive_float, default=learning_rate, help="AdamW's learning rate.")
     group.add_argument(
         "--lr_scheduler",
         type=str,
         default=DEFAULTS["lr_scheduler"],
-        help='One of diffusers\' schedules: "linear", "cosine", "cosine_with_restarts", "polynomial", "constant", '
-        '"constant_with_warmup".',
+        choices=["linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup"],
+        help="diffusers' learning-rate schedule.",
     )
-    group.add_argument("--lr_warmup_steps", type=non_negative_int, default=DEFAULTS["lr_warmup_steps"])
-    group.add_argument("--adam_beta1", type=fraction, default=DEFAULTS["adam_beta1"])
-    group.add_argument("--adam_beta2", type=fraction, default=DEFAULTS["adam_beta2"])
-    group.add_argument("--adam_weight_decay", type=non_negative_float, default=DEFAULTS["adam_weight_decay"])
-    group.add_argument("--adam_epsilon", type=positive_float, default=DEFAULTS["adam_epsilon"])
-    group.add_argument("--max_grad_norm", type=positive_float, default=DEFAULTS["max_grad_norm"])
+    group.add_argument(
+        "--lr_warmup_steps", type=non_negative_int, default=DEFAULTS["lr_warmup_steps"], help="Warm-up steps."
+    )
+    group.add_argument("--adam_beta1", type=fraction, default=DEFAULTS["adam_beta1"], help="AdamW's beta1.")
+    group.add_argument("--adam_beta2", type=fraction, default=DEFAULTS["adam_beta2"], help="AdamW's beta2.")
+    group.add_argument(
+        "--adam_weight_decay", type=non_negative_float, default=DEFAULTS["adam_weight_decay"], help="Weight decay."
+    )
+    group.add_argument("--adam_epsilon", type=positive_float, default=DEFAULTS["adam_epsilon"], help="AdamW's eps.")
+    group.add_argument(
+        "--max_grad_norm", type=positive_float, default=DEFAULTS["max_grad_norm"], help="Gradient clipping norm."
+    )
     group.add_argument("--use_ema", action="store_true", help="Keep an exponential moving average of the weights.")
-    group.add_argument("--ema_inv_gamma", type=positive_float, default=DEFAULTS["ema_inv_gamma"])
-    group.add_argument("--ema_power", type=positive_float, default=DEFAULTS["ema_power"])
-    group.add_argument("--ema_max_decay", type=decay, default=DEFAULTS["ema_max_decay"])
+    group.add_argument(
+        "--ema_inv_gamma", type=positive_float, default=DEFAULTS["ema_inv_gamma"], help="EMA warm-up's inv_gamma."
+    )
+    group.add_argument("--ema_power", type=positive_float, default=DEFAULTS["ema_power"], help="EMA warm-up's power.")
+    group.add_argument("--ema_max_decay", type=decay, default=DEFAULTS["ema_max_decay"], help="The EMA's decay cap.")
     group.add_argument(
         "--mixed_precision",
         type=str,
@@ -170,39 +192,64 @@ def add_optimization_args(parser: argparse.ArgumentParser, learning_rate: float)
 
 def add_output_args(parser: argparse.ArgumentParser, output_dir: str) -> None:
     group = parser.add_argument_group("outputs, logging and checkpoints")
-    group.add_argument("--output_dir", type=str, default=output_dir)
+    group.add_argument("--output_dir", type=str, default=output_dir, help="Where the trained pipeline is written.")
     group.add_argument(
         "--overwrite_output_dir",
         action="store_true",
         help="Train into an --output_dir that already holds another run: its checkpoints are deleted first (its "
         "pipeline files are replaced at the end). Without it such a folder is refused, unless resuming.",
     )
-    group.add_argument("--logger", type=str, default=DEFAULTS["logger"], choices=["tensorboard", "wandb"])
+    group.add_argument(
+        "--logger",
+        type=str,
+        default=DEFAULTS["logger"],
+        choices=["tensorboard", "wandb"],
+        help="Where scalars and images are logged (must be installed).",
+    )
     group.add_argument("--logging_dir", type=str, default=DEFAULTS["logging_dir"], help="Relative to --output_dir.")
     group.add_argument("--save_images_epochs", type=positive_int, default=10, help="Validation images every N epochs.")
     group.add_argument(
-        "--validation_steps",
+        "--save_model_epochs",
         type=positive_int,
         default=None,
-        help="Validation every N steps as well (for short runs).",
+        help="Also save the pipeline to --output_dir every N epochs (it is always saved at the end).",
     )
-    group.add_argument("--checkpointing_steps", type=positive_int, default=DEFAULTS["checkpointing_steps"])
-    group.add_argument("--checkpoints_total_limit", type=positive_int, default=DEFAULTS["checkpoints_total_limit"])
+    group.add_argument(
+        "--validation_steps", type=positive_int, default=None, help="Validation every N steps as well (short runs)."
+    )
+    group.add_argument(
+        "--checkpointing_steps",
+        type=positive_int,
+        default=DEFAULTS["checkpointing_steps"],
+        help="Save the full training state every N steps (to resume; see examples/export_checkpoint.py).",
+    )
+    group.add_argument(
+        "--checkpoints_total_limit",
+        type=positive_int,
+        default=DEFAULTS["checkpoints_total_limit"],
+        help="Keep only the newest N checkpoints.",
+    )
     group.add_argument(
         "--resume_from_checkpoint",
         type=str,
         default=DEFAULTS["resume_from_checkpoint"],
-        help='A checkpoint folder, or "latest" in --output_dir.',
+        help='"latest", a checkpoint-<step> name inside --output_dir, or a checkpoint folder.',
     )
-    group.add_argument("--push_to_hub", action="store_true")
+    group.add_argument(
+        "--push_to_hub",
+        action="store_true",
+        help="Upload the trained pipeline, card and figures to the Hub (the repo is created before training).",
+    )
     group.add_argument(
         "--hub_token",
         type=str,
         default=None,
         help="A Hub token; prefer `huggingface-cli login` or the HF_TOKEN variable. Never written to any file.",
     )
-    group.add_argument("--hub_model_id", type=str, default=None)
-    group.add_argument("--hub_private_repo", action="store_true")
+    group.add_argument(
+        "--hub_model_id", type=str, default=None, help="The Hub repo (defaults to the name of --output_dir)."
+    )
+    group.add_argument("--hub_private_repo", action="store_true", help="Create the Hub repo as private.")
     group.add_argument("--local_rank", type=int, default=-1, help="Set by the launcher.")
     group.add_argument(
         "--report_ranks",

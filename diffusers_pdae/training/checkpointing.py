@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import shutil
+from collections.abc import Callable
 
 import torch
 from accelerate import Accelerator
@@ -60,15 +61,23 @@ def save_checkpoint(accelerator: Accelerator, output_dir: str, global_step: int,
 
 
 def resolve_resume_path(resume_from_checkpoint: str | None, output_dir: str) -> str | None:
-    """The checkpoint folder to resume from: `latest` means the newest complete one in `output_dir` (or none)."""
+    """The checkpoint folder to resume from: `latest` means the newest complete one in `output_dir` (or none); a
+    bare name such as `checkpoint-6` is looked up in `output_dir` first, as diffusers' scripts do."""
     if resume_from_checkpoint is None:
         return None
-    if resume_from_checkpoint != "latest":
-        if not os.path.isdir(resume_from_checkpoint):
-            raise FileNotFoundError(f"Checkpoint folder {resume_from_checkpoint!r} does not exist.")
+    if resume_from_checkpoint == "latest":
+        checkpoints = list_checkpoints(output_dir)
+        return os.path.join(output_dir, checkpoints[-1]) if checkpoints else None
+    inside = os.path.join(output_dir, resume_from_checkpoint)
+    if os.path.isdir(inside):
+        return inside
+    if os.path.isdir(resume_from_checkpoint):
         return resume_from_checkpoint
-    checkpoints = list_checkpoints(output_dir)
-    return os.path.join(output_dir, checkpoints[-1]) if checkpoints else None
+    available = ", ".join(list_checkpoints(output_dir)) or "none"
+    raise FileNotFoundError(
+        f"Checkpoint {resume_from_checkpoint!r} is neither in --output_dir {output_dir} (checkpoints there: "
+        f"{available}) nor a folder; pass one of those names, 'latest', or a checkpoint folder."
+    )
 
 
 def step_of_checkpoint(path: str) -> int:
@@ -138,6 +147,7 @@ def register_checkpoint_hooks(
     named_models: dict[str, torch.nn.Module],
     named_emas: dict[str, EMAModel],
     noise_generator: torch.Generator | None = None,
+    write_extras: Callable[[str], None] | None = None,
 ) -> None:
     """Make `accelerator.save_state` write each model (and EMA) to its own safetensors subfolder and each process's
     noise generator to its own safetensors file, and load them back.
@@ -146,6 +156,8 @@ def register_checkpoint_hooks(
         named_models: subfolder name -> model, as passed to `accelerator.prepare` (unwrapped or not).
         named_emas: subfolder name -> EMA (created with `model_cls` and `model_config`).
         noise_generator: this process's generator of training noise and timesteps, if any.
+        write_extras: writes what else a checkpoint needs to become a pipeline (scheduler config, the frozen DPM's
+            name), into the checkpoint folder it is given, on the main process.
     """
     by_identity = {id(accelerator.unwrap_model(model)): name for name, model in named_models.items()}
 
@@ -160,6 +172,8 @@ def register_checkpoint_hooks(
                 ema_model.save_pretrained(os.path.join(output_dir, name))
             for model in models:
                 accelerator.unwrap_model(model).save_pretrained(os.path.join(output_dir, name_of(model)))
+            if write_extras is not None:
+                write_extras(output_dir)
         # The weights are saved above; keep accelerate from writing them a second time.
         while weights:
             weights.pop()

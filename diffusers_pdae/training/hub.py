@@ -5,10 +5,10 @@ from __future__ import annotations
 import fnmatch
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
-from diffusers.utils.hub_utils import MODEL_CARD_TEMPLATE_PATH, populate_model_card
 from huggingface_hub import HfApi, ModelCard, ModelCardData
 
 from .args import public_flags
@@ -69,9 +69,34 @@ def dataset_description(args) -> str:
     return "the MNIST digits bundled with diffusers_pdae (8,000-image train split; MNIST is CC BY-SA 3.0)"
 
 
+# Flags whose values may be local paths, which a public card shows by name only.
+PATH_FLAGS = ("pretrained_model_name_or_path", "train_data_dir", "init_from_pipeline", "validation_data_dir")
+
+
+def is_hub_id(name: str | None) -> bool:
+    """Whether `name` reads as a Hub repo id (`owner/name` or `name`) rather than a local folder."""
+    return bool(name) and not os.path.exists(name) and re.fullmatch(r"[\w.-]+(/[\w.-]+)?", name) is not None
+
+
+def shown_name(value: str | None) -> str | None:
+    """A Hub id as it is; a local path by its last component (a card is public: no local directories in it)."""
+    if value is None or is_hub_id(value):
+        return value
+    return f"{os.path.basename(os.path.normpath(value))} (local)"
+
+
 def _flags_table(args) -> str:
-    given = [name for name in CARD_FLAGS if getattr(args, name, None) is not None]
-    rows = [f"| `--{name}` | `{getattr(args, name)}` |" for name in given]
+    # With --max_train_steps the steps set the run's length; an epoch count beside them would contradict it.
+    steps_given = getattr(args, "max_train_steps", None) is not None
+    given = [
+        name
+        for name in CARD_FLAGS
+        if getattr(args, name, None) is not None and not (name == "num_epochs" and steps_given)
+    ]
+    rows = [
+        f"| `--{name}` | `{shown_name(getattr(args, name)) if name in PATH_FLAGS else getattr(args, name)}` |"
+        for name in given
+    ]
     return "\n".join(["| flag | value |", "| --- | --- |", *rows])
 
 
@@ -95,13 +120,11 @@ def _training_sections(args, metrics: dict) -> str:
 
 
 def _model_card(description: str, tags: list[str], base_model: str | None = None) -> ModelCard:
-    """diffusers' model-card template filled with `description`, tagged with `tags`."""
-    card = ModelCard.from_template(
-        card_data=ModelCardData(library_name="diffusers", base_model=base_model),
-        template_path=MODEL_CARD_TEMPLATE_PATH,
-        model_description=description,
-    )
-    return populate_model_card(card, tags=list(tags))
+    """A card of `description` under its metadata: library diffusers, `tags`, and `base_model` when it is a Hub id
+    (diffusers' template would add sections of TODOs; every section here is filled)."""
+    data = ModelCardData(library_name="diffusers", base_model=base_model if is_hub_id(base_model) else None)
+    data.tags = list(tags)
+    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n{description}")
 
 
 USAGE_EXAMPLE = """
@@ -141,11 +164,12 @@ def pdae_model_card(args, repo_id: str, metrics: dict, grid_file: str | None) ->
         if grid_file
         else ""
     )
-    description = f"""# PDAE on {args.pretrained_model_name_or_path}
+    dpm = shown_name(args.pretrained_model_name_or_path)
+    description = f"""# PDAE on {dpm}
 
 A [PDAE](https://arxiv.org/abs/2212.12990) diffusion autoencoder (Zhang, Zhao & Lin, NeurIPS 2022; official code at
 github.com/ckczzj/PDAE) trained with diffusers_pdae `examples/train_pdae.py`. The pre-trained DPM
-`{args.pretrained_model_name_or_path}` is frozen; only the encoder (image -> z, {args.latent_dim} dims) and the
+`{dpm}` is frozen; only the encoder (image -> z, {args.latent_dim} dims) and the
 gradient estimator G(x_t, z, t) were trained, on {dataset_description(args)}.
 
 ## Usage
@@ -166,6 +190,13 @@ Without it: the pipeline's code ships in this repository, so diffusers alone loa
     return _model_card(description, PDAE_TAGS, base_model=args.pretrained_model_name_or_path)
 
 
+def dpm_usage(repo_id: str) -> str:
+    """The DPM card's snippet (runs as written; tested)."""
+    return f"""from diffusers import DDPMPipeline
+
+images = DDPMPipeline.from_pretrained("{repo_id}")(batch_size=16).images  # 16 PIL images"""
+
+
 def dpm_model_card(args, repo_id: str, metrics: dict, grid_file: str | None) -> ModelCard:
     """A model card for a DDPM pre-trained with `examples/train_dpm.py`."""
     grid = f"\n## Samples\n\n![samples]({grid_file})\n" if grid_file else ""
@@ -175,9 +206,7 @@ An unconditional DDPM (`UNet2DModel` + `DDPMScheduler`) trained with diffusers_p
 {dataset_description(args)}, to serve as the frozen DPM of a PDAE diffusion autoencoder.
 
 ```python
-from diffusers import DDPMPipeline
-
-images = DDPMPipeline.from_pretrained("{repo_id}")(batch_size=16).images
+{dpm_usage(repo_id)}
 ```
 {grid}
 {_training_sections(args, metrics)}"""
@@ -200,6 +229,29 @@ def write_training_info(output_dir: str, info: dict) -> None:
         json.dump(info, f, indent=2, default=str)
 
 
+class HubError(RuntimeError):
+    """The Hub could not be reached or refused: what failed and what to do."""
+
+
+def create_hub_repo(args) -> str:
+    """Create (or find) the `--push_to_hub` repo before training, so a run that cannot push fails at once.
+
+    Returns:
+        The repo id (`owner/name`).
+
+    Raises:
+        [`HubError`]: naming the repo, the reason and what to do.
+    """
+    wanted = args.hub_model_id or Path(args.output_dir).name
+    try:
+        return HfApi(token=args.hub_token).create_repo(wanted, exist_ok=True, private=args.hub_private_repo).repo_id
+    except Exception as error:  # network, authentication, offline mode: all mean "cannot push"
+        raise HubError(
+            f"--push_to_hub: cannot create the Hub repo {wanted!r} ({type(error).__name__}: {error}). Log in with "
+            "`huggingface-cli login` (or set HF_TOKEN), check the connection, or drop --push_to_hub."
+        ) from error
+
+
 def release_folder(
     args,
     card_builder,
@@ -207,17 +259,24 @@ def release_folder(
     summary: dict,
     grid_source: str | None = None,
     card_image: str = "validation.png",
+    repo_id: str | None = None,
 ) -> list[str] | None:
-    """Finish `args.output_dir` as a release: grid image, `training_info.json`, model card; push if asked.
+    """Finish `args.output_dir` as a release: grid image, `training_info.json`, model card; then push if asked.
+
+    Everything is written locally first; an upload failure leaves it in place and says how to upload it later.
 
     Args:
         card_builder: `pdae_model_card` or `dpm_model_card`.
         metrics: final metrics for the card and `training_info.json`.
         summary: facts about the run (`TrainingLoop.summary()`).
         grid_source: a PNG to show in the card (copied into the folder as `card_image`).
+        repo_id: the repo [`create_hub_repo`] made (with `--push_to_hub`); the card's snippets use it.
 
     Returns:
         The uploaded files with `--push_to_hub`, else None.
+
+    Raises:
+        [`HubError`]: if the upload fails (the folder is complete on disk).
     """
     output_dir = args.output_dir
     grid_file = None
@@ -225,18 +284,22 @@ def release_folder(
         shutil.copyfile(grid_source, os.path.join(output_dir, card_image))
         grid_file = card_image
     write_training_info(output_dir, {**summary, "metrics": metrics, "flags": public_flags(args)})
-    repo_id = args.hub_model_id or Path(output_dir).name
-    api = HfApi(token=args.hub_token) if args.push_to_hub else None
-    if api is not None:
-        repo_id = api.create_repo(repo_id=repo_id, exist_ok=True, private=args.hub_private_repo).repo_id
-    card_builder(args, repo_id, metrics, grid_file).save(os.path.join(output_dir, "README.md"))
-    if api is None:
+    shown_id = repo_id or args.hub_model_id or Path(output_dir).name
+    card_builder(args, shown_id, metrics, grid_file).save(os.path.join(output_dir, "README.md"))
+    if not args.push_to_hub:
         return None
     files = files_to_upload(output_dir)
-    api.upload_folder(
-        repo_id=repo_id,
-        folder_path=output_dir,
-        allow_patterns=files,
-        commit_message="Upload model trained with diffusers_pdae",
-    )
+    try:
+        HfApi(token=args.hub_token).upload_folder(
+            repo_id=shown_id,
+            folder_path=output_dir,
+            allow_patterns=files,
+            commit_message="Upload model trained with diffusers_pdae",
+        )
+    except Exception as error:
+        excludes = " ".join(f"--exclude '{pattern}'" for pattern in NOT_UPLOADED)
+        raise HubError(
+            f"The upload to {shown_id} failed ({type(error).__name__}: {error}). Everything is saved in {output_dir}; "
+            f"upload it later with: huggingface-cli upload {shown_id} {output_dir} . {excludes}"
+        ) from error
     return files

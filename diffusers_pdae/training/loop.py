@@ -111,6 +111,8 @@ class TrainingLoop:
             desc="Steps",
         )
         for epoch in range(first_epoch, self.schedule.num_epochs):
+            if self.global_step >= self.schedule.max_train_steps:  # resumed from the last step: nothing left
+                break
             for model in self.models:
                 model.train()
             self.train_dataloader.set_epoch(epoch)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 from diffusers import DDPMScheduler, UNet2DModel
 
 from ..models.encoder import PDAEEncoder
 from ..models.gradient_estimator import GradientEstimator
-from ..models.unet_features import unet_forward_with_features
+from ..models.unet_features import check_unet_supported, unet_forward_with_features
 from ..pdae_math import noise_from_model_output, pdae_loss
+from ..pipelines.pipeline_pdae import check_scheduler
 
 
 def sample_timesteps(
@@ -26,6 +29,31 @@ def sample_noise_and_timesteps(
     noise = torch.randn(clean_images.shape, generator=generator).to(clean_images.device)
     timesteps = sample_timesteps(clean_images.shape[0], num_train_timesteps, clean_images.device, generator)
     return noise, timesteps
+
+
+def load_frozen_dpm(pretrained_model_name_or_path: str) -> tuple[UNet2DModel, DDPMScheduler]:
+    """The pre-trained DPM's UNet (frozen) and training scheduler, checked before anything else runs.
+
+    Raises:
+        `ValueError`: naming what cannot be loaded or served (no connection for a Hub id, a folder without `unet/`
+            or `scheduler/`, a UNet layout or scheduler PDAE cannot serve), and what to do.
+    """
+    try:
+        unet = UNet2DModel.from_pretrained(pretrained_model_name_or_path, subfolder="unet")
+        scheduler = DDPMScheduler.from_pretrained(pretrained_model_name_or_path, subfolder="scheduler")
+    except (OSError, ValueError) as error:
+        where = (
+            "a local folder: it needs unet/ and scheduler/ as a DDPMPipeline saves them"
+            if os.path.isdir(pretrained_model_name_or_path)
+            else "a Hub id: loading it needs the network (or HF_HUB_OFFLINE=0 and a cached copy)"
+        )
+        raise ValueError(
+            f"Cannot load the DPM --pretrained_model_name_or_path {pretrained_model_name_or_path!r}, {where}. "
+            f"({type(error).__name__}: {str(error).splitlines()[0]})"
+        ) from error
+    check_unet_supported(unet.config)
+    check_scheduler(scheduler)
+    return freeze(unet), scheduler
 
 
 def freeze(unet: UNet2DModel) -> UNet2DModel:

@@ -14,16 +14,17 @@ from collections.abc import Callable
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, broadcast
+from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, broadcast_object_list
 from diffusers import DiffusionPipeline
 from diffusers.training_utils import EMAModel
 
 from ..file_utils import write_folder_atomically
+from ..import_utils import require
 from ..pipelines.pipeline_pdae import PDAEPipeline
 from .args import public_flags
 from .checkpointing import register_checkpoint_hooks, resolve_resume_path
 from .config import TrainingConfig
-from .hub import release_folder
+from .hub import HubError, create_hub_repo, release_folder
 from .loop import TrainingLoop
 
 logger = logging.getLogger(__name__)
@@ -40,20 +41,74 @@ _held_locks: dict[str, tuple] = {}
 def make_accelerator(config: TrainingConfig) -> Accelerator:
     """An `Accelerator` configured from the shared flags, with a seedable sampler so data order can be resumed."""
     project_config = ProjectConfiguration(project_dir=config.output_dir, logging_dir=config.logging_path)
-    log_with = config.logger
-    if log_with == "tensorboard":
-        try:
-            import tensorboard  # noqa: F401
-        except ImportError:
-            logger.warning("tensorboard is not installed (pip install tensorboard); scalars will not be logged.")
-            log_with = None
+    require(config.logger, f"--logger {config.logger}")  # before anything runs, not at the first log
     return Accelerator(
         gradient_accumulation_steps=config.gradient_accumulation_steps,
         mixed_precision=config.mixed_precision,
-        log_with=log_with,
+        log_with=config.logger,
         project_config=project_config,
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=config.seed),
     )
+
+
+def configure_logging(accelerator: Accelerator) -> None:
+    """INFO logging on the main process (warnings and errors elsewhere), and the Accelerate state, as diffusers'
+    training scripts print them."""
+    import datasets
+    import diffusers
+
+    logging.basicConfig(
+        format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", datefmt="%m/%d/%Y %H:%M:%S", force=True
+    )
+    main = accelerator.is_local_main_process
+    logging.getLogger().setLevel(logging.INFO if main else logging.ERROR)
+    datasets.utils.logging.set_verbosity_warning() if main else datasets.utils.logging.set_verbosity_error()
+    diffusers.utils.logging.set_verbosity_info() if main else diffusers.utils.logging.set_verbosity_error()
+    logger.info(accelerator.state)
+
+
+def check_on_main_process(accelerator: Accelerator, check: Callable[[], str]) -> None:
+    """Run `check` (returning an error message, or "" when all is well) on the main process only, and raise that
+    `ValueError` on every process, so that all stop together instead of waiting for the main one forever."""
+    message = [check() if accelerator.is_main_process else ""]
+    if accelerator.num_processes > 1:
+        broadcast_object_list(message, from_process=0)
+    if message[0]:
+        raise ValueError(message[0])
+
+
+def start_hub_repo(accelerator: Accelerator, args: argparse.Namespace) -> str | None:
+    """With `--push_to_hub`, create the repo now (as diffusers' scripts do), so a run that could not push stops
+    before training. Returns the repo id (None without `--push_to_hub`)."""
+    if not args.push_to_hub:
+        return None
+    repo_id = []
+
+    def create() -> str:
+        try:
+            repo_id.append(create_hub_repo(args))
+        except HubError as error:
+            return str(error)
+        return ""
+
+    check_on_main_process(accelerator, create)
+    return repo_id[0] if repo_id else None
+
+
+def log_run_start(
+    accelerator: Accelerator, config: TrainingConfig, schedule, num_examples: int, held_out: str | None = None
+) -> None:
+    """diffusers' "***** Running training *****" block, plus what is held out for validation."""
+    total_batch = config.train_batch_size * accelerator.num_processes * config.gradient_accumulation_steps
+    logger.info("***** Running training *****")
+    logger.info(f"  Num examples = {num_examples}")
+    if held_out:
+        logger.info(f"  Held out for validation = {held_out}")
+    logger.info(f"  Num Epochs = {schedule.num_epochs}")
+    logger.info(f"  Instantaneous batch size per device = {config.train_batch_size}")
+    logger.info(f"  Total train batch size (w. parallel, distributed & accumulation) = {total_batch}")
+    logger.info(f"  Gradient Accumulation steps = {config.gradient_accumulation_steps}")
+    logger.info(f"  Total optimization steps = {schedule.max_train_steps}")
 
 
 def claim_output_dir(accelerator: Accelerator, args: argparse.Namespace) -> None:
@@ -81,24 +136,23 @@ def claim_output_dir(accelerator: Accelerator, args: argparse.Namespace) -> None
             f"--output_dir {output_dir} is not empty ({shown}). Continue a run there with --resume_from_checkpoint "
             "latest, replace it with --overwrite_output_dir, or choose a new folder."
         )
-    error = ""
-    if accelerator.is_main_process:
+
+    def claim() -> str:
         os.makedirs(output_dir, exist_ok=True)
         # The lock first, so a folder in use is reported as such rather than as merely "not empty".
         error = _acquire_lock(output_dir) or refusal
         if error:
             _release_lock(output_dir)  # leave a folder we refuse as we found it
-        else:
-            _held_locks[os.path.abspath(output_dir)][0].write(f"{os.getpid()}\n")
-            _held_locks[os.path.abspath(output_dir)][0].flush()
-            if existing and args.overwrite_output_dir and not resuming:
-                for name in existing:
-                    if EARLIER_RUN_ENTRIES.match(name):
-                        shutil.rmtree(os.path.join(output_dir, name), ignore_errors=True)
-    # Every process learns whether the main one got the folder, so all stop together instead of waiting forever.
-    failed = broadcast(torch.tensor([float(bool(error))], device=accelerator.device), from_process=0)
-    if failed.item():
-        raise ValueError(error or refusal or f"Another training run holds {output_dir} (see {LOCK_FILE} there).")
+            return error
+        _held_locks[os.path.abspath(output_dir)][0].write(f"{os.getpid()}\n")
+        _held_locks[os.path.abspath(output_dir)][0].flush()
+        if existing and args.overwrite_output_dir and not resuming:
+            for name in existing:
+                if EARLIER_RUN_ENTRIES.match(name):
+                    shutil.rmtree(os.path.join(output_dir, name), ignore_errors=True)
+        return ""
+
+    check_on_main_process(accelerator, claim)
 
 
 def release_output_dir(output_dir: str) -> None:
@@ -168,10 +222,11 @@ def register_training_state(
     named_models: dict[str, torch.nn.Module],
     named_emas: dict[str, EMAModel],
     noise_generator: torch.Generator,
+    write_extras: Callable[[str], None] | None = None,
 ) -> None:
-    """Make checkpoints hold every model, every EMA and each process's noise generator (all as safetensors), and put
-    the EMAs on the device."""
-    register_checkpoint_hooks(accelerator, named_models, named_emas, noise_generator)
+    """Make checkpoints hold every model, every EMA and each process's noise generator (all as safetensors) and the
+    extras that turn one into a pipeline (see `examples/export_checkpoint.py`), and put the EMAs on the device."""
+    register_checkpoint_hooks(accelerator, named_models, named_emas, noise_generator, write_extras)
     for ema_model in named_emas.values():
         ema_model.to(accelerator.device)
 
@@ -192,6 +247,50 @@ def start_trackers(accelerator: Accelerator, project_name: str, args: argparse.N
         accelerator.init_trackers(project_name, config=tracker_config(args))
 
 
+def save_trained_pipeline(
+    accelerator: Accelerator, args: argparse.Namespace, build_pipeline: Callable[[], DiffusionPipeline]
+) -> None:
+    """Save the trained pipeline to `args.output_dir`, atomically, on the main process (after all processes are
+    done); a `PDAEPipeline` with its code beside the weights."""
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        pipeline = build_pipeline()
+        if isinstance(pipeline, PDAEPipeline):
+            pipeline.save_pretrained(args.output_dir)
+        else:
+            write_folder_atomically(args.output_dir, pipeline.save_pretrained)
+        logger.info(f"Saved {type(pipeline).__name__} to {args.output_dir}")
+
+
+def release_run(
+    accelerator: Accelerator,
+    args: argparse.Namespace,
+    loop: TrainingLoop,
+    card_builder: Callable,
+    extra_metrics: dict | None = None,
+    grid_source: str | None = None,
+    card_image: str = "validation.png",
+    repo_id: str | None = None,
+) -> None:
+    """Finish the saved folder as a release (model card, `training_info.json`, `--push_to_hub`) on the main process,
+    end the trackers and give the folder back. A failed upload raises [`HubError`] after everything is on disk.
+
+    Args:
+        card_builder: `pdae_model_card` or `dpm_model_card`.
+        extra_metrics: figures for the card beside the final training loss (e.g. the last validation's).
+        grid_source: a PNG to show in the card, copied into the folder as `card_image`.
+        repo_id: from [`start_hub_repo`].
+    """
+    try:
+        if accelerator.is_main_process:
+            metrics = {"train_loss": loop.last_logs.get("loss"), **(extra_metrics or {})}
+            release_folder(args, card_builder, metrics, loop.summary(), grid_source, card_image, repo_id)
+    finally:
+        accelerator.end_training()
+        if accelerator.is_main_process:
+            release_output_dir(args.output_dir)
+
+
 def finish_run(
     accelerator: Accelerator,
     args: argparse.Namespace,
@@ -201,26 +300,8 @@ def finish_run(
     extra_metrics: dict | None = None,
     grid_source: str | None = None,
     card_image: str = "validation.png",
+    repo_id: str | None = None,
 ) -> None:
-    """Save the trained pipeline to `args.output_dir` and finish the folder as a release (model card,
-    `training_info.json`, `--push_to_hub`), on the main process; then end the trackers.
-
-    Args:
-        build_pipeline: returns the pipeline to save (float32, EMA weights where kept).
-        card_builder: `pdae_model_card` or `dpm_model_card`.
-        extra_metrics: figures for the card beside the final training loss.
-        grid_source: a PNG to show in the card, copied into the folder as `card_image`.
-    """
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        pipeline = build_pipeline()
-        if isinstance(pipeline, PDAEPipeline):
-            pipeline.save_pretrained(args.output_dir)  # atomic, with the pipeline's code
-        else:
-            write_folder_atomically(args.output_dir, pipeline.save_pretrained)
-        metrics = {"train_loss": loop.last_logs.get("loss"), **(extra_metrics or {})}
-        release_folder(args, card_builder, metrics, loop.summary(), grid_source, card_image)
-        accelerator.print(f"Saved {type(pipeline).__name__} to {args.output_dir}")
-    accelerator.end_training()
-    if accelerator.is_main_process:
-        release_output_dir(args.output_dir)
+    """[`save_trained_pipeline`], then [`release_run`]."""
+    save_trained_pipeline(accelerator, args, build_pipeline)
+    release_run(accelerator, args, loop, card_builder, extra_metrics, grid_source, card_image, repo_id)

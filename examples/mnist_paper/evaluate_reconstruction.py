@@ -18,7 +18,7 @@ import torch
 import diffusers_pdae  # noqa: F401  (registers the PDAE models with diffusers)
 from diffusers_pdae import PDAEPipeline
 from diffusers_pdae.bundled import checkpoint_path, load_mnist_arrays, load_mnist_tensors
-from diffusers_pdae.evaluation import RECONSTRUCTION_KINDS, reconstruction_study, stratified_indices
+from diffusers_pdae.evaluation import format_reconstruction_table, reconstruction_study, stratified_indices
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -43,18 +43,6 @@ def balanced_test_digits(num_digits: int, seed: int, size: int = 32) -> torch.Te
     return load_mnist_tensors("test", stratified_indices(labels, num_digits, seed=seed), size)[0]
 
 
-def format_table(figures: dict) -> str:
-    lines = [f"{'T':>4}  {'reconstruction':<34}{'MSE':>10}{'PSNR (dB)':>16}{'SSIM':>8}"]
-    for steps, kinds in figures.items():
-        for kind, scores in kinds.items():
-            psnr = f"{scores['psnr']['mean']:.2f} +- {scores['psnr']['sem']:.2f}"
-            lines.append(
-                f"{steps:>4}  {RECONSTRUCTION_KINDS[kind]:<34}{scores['mse']['mean']:>10.6f}{psnr:>16}"
-                f"{scores['ssim']['mean']:>8.3f}"
-            )
-    return "\n".join(lines)
-
-
 def main(argv=None) -> dict:
     args = parse_args(argv)
     pipeline = PDAEPipeline.from_pretrained(args.pipeline)
@@ -62,7 +50,7 @@ def main(argv=None) -> dict:
     digits = balanced_test_digits(args.num_digits, args.seed, pipeline.unet.config.sample_size)
     figures, _ = reconstruction_study(pipeline, digits, args.steps, seed=args.seed, batch_size=args.batch_size)
     print(f"{args.num_digits} test digits, {args.pipeline}")
-    print(format_table(figures))
+    print(format_reconstruction_table(figures))
     if args.json is not None:
         with open(args.json, "w") as f:
             json.dump({"pipeline": args.pipeline, "num_digits": args.num_digits, "figures": figures}, f, indent=1)

@@ -12,19 +12,16 @@ import time
 from argparse import Namespace
 from pathlib import Path
 
-import numpy as np
 import PIL.Image
 import pytest
 import torch
-from diffusers import DDPMPipeline, DDPMScheduler
+from diffusers import DDPMPipeline
 from safetensors.torch import load_file
 
 import diffusers_pdae  # noqa: F401
 from diffusers_pdae import PDAEPipeline
 from diffusers_pdae.data import load_training_dataset
 from diffusers_pdae.training import hub, resolve_resume_path
-
-from ..conftest import tiny_unet
 
 REPO = Path(__file__).resolve().parents[2]
 TRAIN_PDAE = str(REPO / "examples" / "train_pdae.py")
@@ -34,26 +31,6 @@ FAST_FLAGS = [
     "--lr_warmup_steps", "0", "--latent_dim", "8", "--encoder_block_out_channels", "8", "16",
     "--encoder_norm_num_groups", "4", "--save_images_epochs", "1000", "--seed", "0",
 ]  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def tiny_dpm(tmp_path_factory) -> str:
-    """A tiny 16x16 one-channel DDPM pipeline folder, as a user's pre-trained DPM would be."""
-    folder = tmp_path_factory.mktemp("tiny-dpm")
-    DDPMPipeline(unet=tiny_unet(sample_size=16), scheduler=DDPMScheduler(num_train_timesteps=1000)).save_pretrained(
-        folder
-    )
-    return str(folder)
-
-
-@pytest.fixture(scope="module")
-def image_folder(tmp_path_factory) -> str:
-    """Twelve RGB 20x20 images: a different channel count and size than the UNet's, to be converted."""
-    folder = tmp_path_factory.mktemp("images")
-    generator = np.random.default_rng(0)
-    for i in range(12):
-        PIL.Image.fromarray(generator.integers(0, 256, (20, 20, 3), dtype=np.uint8)).save(folder / f"{i:02d}.png")
-    return str(folder)
 
 
 def launch_command(script: str, args: list[str], num_processes: int = 1) -> list[str]:
@@ -271,9 +248,11 @@ def test_model_card_and_the_folder_that_would_be_uploaded(tmp_path, monkeypatch)
         latent_dim=64, learning_rate=1e-4, train_batch_size=64, max_train_steps=10, use_ema=True, seed=0,
     )  # fmt: skip
     metrics = {"train_loss": 0.0123, "val_mse_inferred_xT": 0.0004}
+    repo_id = hub.create_hub_repo(args)
     uploaded = hub.release_folder(
-        args, hub.pdae_model_card, metrics, {"global_step": 10}, str(out / "validation" / "step-000010.png")
-    )
+        args, hub.pdae_model_card, metrics, {"global_step": 10}, str(out / "validation" / "step-000010.png"),
+        repo_id=repo_id,
+    )  # fmt: skip
     card = (out / "README.md").read_text()
     for tag in hub.PDAE_TAGS:
         assert f"- {tag}\n" in card

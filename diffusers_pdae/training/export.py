@@ -1,0 +1,73 @@
+"""Turn a training checkpoint (`output_dir/checkpoint-<step>`) into a pipeline folder, without resuming the run.
+
+Each checkpoint holds the trained models (and their EMAs) and `pipeline.json`, which says what kind of pipeline it
+belongs to and, for PDAE, which frozen DPM; `scheduler/` holds the training schedule.
+
+    python examples/export_checkpoint.py pdae-run/checkpoint-500 pdae-step-500
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from diffusers import DDIMScheduler, DDPMPipeline, DDPMScheduler, DiffusionPipeline, UNet2DModel
+
+from ..models.encoder import PDAEEncoder
+from ..models.gradient_estimator import GradientEstimator
+from ..pipelines.pipeline_pdae import PDAEPipeline
+
+PIPELINE_FILE = "pipeline.json"
+
+
+def write_checkpoint_description(folder: str, kind: str, scheduler, pretrained_model_name_or_path: str | None) -> None:
+    """What [`export_checkpoint`] needs besides the trained weights: the pipeline `kind` ("pdae" or "ddpm"), the
+    training scheduler's config and, for PDAE, the frozen DPM it was trained on."""
+    scheduler.save_pretrained(os.path.join(folder, "scheduler"))
+    with open(os.path.join(folder, PIPELINE_FILE), "w") as f:
+        json.dump({"kind": kind, "pretrained_model_name_or_path": pretrained_model_name_or_path}, f, indent=2)
+
+
+def _weights(folder: str, name: str, use_ema: bool) -> str:
+    """The subfolder holding `name`'s weights: its EMA when kept and asked for."""
+    return f"{name}_ema" if use_ema and os.path.isdir(os.path.join(folder, f"{name}_ema")) else name
+
+
+def export_checkpoint(checkpoint: str, output_dir: str, use_ema: bool = True) -> DiffusionPipeline:
+    """Build the pipeline a checkpoint stands for and save it to `output_dir`.
+
+    Args:
+        checkpoint: a `checkpoint-<step>` folder written by `examples/train_pdae.py` or `examples/train_dpm.py`.
+        output_dir: where the pipeline is saved (`from_pretrained` loads it).
+        use_ema (`bool`, defaults to `True`): take the EMA weights when the run kept them (as the run's own final
+            save does).
+
+    Returns:
+        The saved pipeline.
+
+    Raises:
+        `FileNotFoundError`: if `checkpoint` lacks `pipeline.json` (written by checkpoints of this version).
+    """
+    description_path = os.path.join(checkpoint, PIPELINE_FILE)
+    if not os.path.isfile(description_path):
+        raise FileNotFoundError(
+            f"{checkpoint} has no {PIPELINE_FILE}: it is not a checkpoint of this version's training scripts."
+        )
+    with open(description_path) as f:
+        description = json.load(f)
+    scheduler_folder = os.path.join(checkpoint, "scheduler")
+    if description["kind"] == "ddpm":
+        unet = UNet2DModel.from_pretrained(checkpoint, subfolder=_weights(checkpoint, "unet", use_ema))
+        pipeline = DDPMPipeline(unet=unet, scheduler=DDPMScheduler.from_pretrained(scheduler_folder))
+        pipeline.save_pretrained(output_dir)
+        return pipeline
+    pipeline = PDAEPipeline(
+        unet=UNet2DModel.from_pretrained(description["pretrained_model_name_or_path"], subfolder="unet"),
+        scheduler=DDIMScheduler.from_pretrained(scheduler_folder, clip_sample=False),
+        encoder=PDAEEncoder.from_pretrained(checkpoint, subfolder=_weights(checkpoint, "encoder", use_ema)),
+        gradient_estimator=GradientEstimator.from_pretrained(
+            checkpoint, subfolder=_weights(checkpoint, "gradient_estimator", use_ema)
+        ),
+    )
+    pipeline.save_pretrained(output_dir)
+    return pipeline
