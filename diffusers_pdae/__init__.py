@@ -8,7 +8,8 @@ The top level holds the method only. Around it: `diffusers_pdae.training` (the A
 `diffusers_pdae.bundled` (the MNIST digits and checkpoints that ship with the package).
 """
 
-from .models import GradientEstimator, PDAEEncoder, unet_forward_with_features
+from .directions import AttributeDirection, fit_attribute_direction
+from .models import GradientEstimator, LatentSampler, PDAEEncoder, unet_forward_with_features
 from .pdae_math import loss_weights, pdae_loss, shift_coefficients
 from .pipelines import PDAEPipeline
 from .pipelines.remote_code import register_with_diffusers
@@ -19,9 +20,12 @@ __version__ = "0.1.0"
 register_with_diffusers(PDAEPipeline)
 
 __all__ = [
+    "AttributeDirection",
     "GradientEstimator",
+    "LatentSampler",
     "PDAEEncoder",
     "PDAEPipeline",
+    "fit_attribute_direction",
     "loss_weights",
     "pdae_loss",
     "shift_coefficients",

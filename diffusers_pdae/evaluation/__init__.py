@@ -1,5 +1,6 @@
 """Dataset-agnostic measurements of a PDAE pipeline: image metrics, linear probes, Frechet distance, reconstruction,
-per-timestep diffusion loss and posterior-mean gap, mixed sampling (the critical stage) and attribute directions.
+per-timestep diffusion loss and posterior-mean gap and mixed sampling (the critical stage). Attribute directions are
+part of the method: `diffusers_pdae.directions`.
 
 Nothing here knows a dataset: images are tensors in [-1, 1] (or [0, 1] for the image metrics), labels are integer
 tensors. scikit-learn (the `[eval]` extra) is imported only by the functions that fit a linear model.
@@ -8,7 +9,6 @@ tensors. scikit-learn (the `[eval]` extra) is imported only by the functions tha
 from .critical_stage import PAPER_CRITICAL_STAGE, CriticalStageResult, critical_stage_scores, mixed_sampling_sweep
 from .diffusion_metrics import DiffusionCurves, curve_timesteps, diffusion_curves, one_step_predictions
 from .frechet import frechet_distance, gaussian_statistics
-from .manipulation import linear_direction
 from .metrics import mse, psnr, ssim
 from .probe import LinearProbeResult, linear_probe
 from .reconstruction import RECONSTRUCTION_KINDS, format_reconstruction_table, reconstruction_study
@@ -26,7 +26,6 @@ __all__ = [
     "format_reconstruction_table",
     "frechet_distance",
     "gaussian_statistics",
-    "linear_direction",
     "linear_probe",
     "mixed_sampling_sweep",
     "mse",

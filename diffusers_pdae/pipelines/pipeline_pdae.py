@@ -14,10 +14,12 @@ from diffusers.utils.hub_utils import load_or_create_model_card, populate_model_
 from diffusers.utils.torch_utils import randn_tensor
 from huggingface_hub import create_repo
 
+from ..directions import AttributeDirection, fit_attribute_direction
 from ..file_utils import write_folder_atomically
 from ..image_utils import ImageInput, images_to_tensor, postprocess_images
 from ..models.encoder import PDAEEncoder
 from ..models.gradient_estimator import GradientEstimator
+from ..models.latent_sampler import LatentSampler
 from ..models.unet_features import unet_forward_with_features
 from ..pdae_math import (
     PREDICTION_TYPES,
@@ -82,12 +84,17 @@ class PDAEPipeline(DiffusionPipeline):
             its config with `clip_sample=False`.
         encoder ([`PDAEEncoder`]): image -> z.
         gradient_estimator ([`GradientEstimator`]): G(x_t, z, t), built for `unet` with `GradientEstimator.from_unet`.
+        latent_sampler ([`LatentSampler`], *optional*): a diffusion model over codes, trained on the encoder's codes
+            of a dataset (`examples/train_latent_sampler.py`); with it, `__call__` without `z` samples codes first
+            and so generates images unconditionally through the codes.
+        latent_scheduler ([`SchedulerMixin`], *optional*): the latent sampler's scheduler (`clip_sample=False`).
     """
 
     # The UNet and G take turns at every denoising step: chaining G after the UNet would move the UNet off and on
     # the device every step. So G stays on the device and only the encoder and the UNet are offloaded in turn.
-    model_cpu_offload_seq = "encoder->unet"
+    model_cpu_offload_seq = "encoder->latent_sampler->unet"
     _exclude_from_cpu_offload = ["gradient_estimator"]
+    _optional_components = ["latent_sampler", "latent_scheduler"]
     _callback_tensor_inputs = ["latents", "z"]
     REQUIRED_COMPONENTS = ("unet", "scheduler", "encoder", "gradient_estimator")
 
@@ -97,10 +104,20 @@ class PDAEPipeline(DiffusionPipeline):
         scheduler: SchedulerMixin,
         encoder: PDAEEncoder,
         gradient_estimator: GradientEstimator,
+        latent_sampler: LatentSampler | None = None,
+        latent_scheduler: SchedulerMixin | None = None,
     ):
         super().__init__()
         check_components(unet, scheduler, encoder, gradient_estimator)
-        self.register_modules(unet=unet, scheduler=scheduler, encoder=encoder, gradient_estimator=gradient_estimator)
+        check_latent_sampler(latent_sampler, latent_scheduler, encoder.config.latent_dim)
+        self.register_modules(
+            unet=unet,
+            scheduler=scheduler,
+            encoder=encoder,
+            gradient_estimator=gradient_estimator,
+            latent_sampler=latent_sampler,
+            latent_scheduler=latent_scheduler,
+        )
 
     @property
     def latent_dim(self) -> int:
@@ -263,13 +280,9 @@ class PDAEPipeline(DiffusionPipeline):
         """Run `scheduler`'s timesteps from x_T down to x_0, shifting the noise prediction by z where asked.
 
         `on_step_end(step, timestep, latents, z) -> (latents, z)` runs after each step (the `__call__` callbacks).
-
-        A `DDIMScheduler` is stepped with [`~pdae_math.ddim_transitions`] (neighbouring timesteps from
-        `scheduler.timesteps`, see diffusers issue 12633); any other scheduler with its own `step`.
+        Steps are taken by [`_Stepper`].
         """
-        is_ddim = isinstance(scheduler, DDIMScheduler)
-        transitions = ddim_transitions(scheduler, latents.device) if is_ddim else None
-        step_kwargs = _step_kwargs(scheduler, eta, generator)
+        step = _Stepper(scheduler, eta, generator, latents.device)
         for i, t in enumerate(self.progress_bar(scheduler.timesteps)):
             if self.interrupt:
                 continue
@@ -277,19 +290,7 @@ class PDAEPipeline(DiffusionPipeline):
             # Identity for DDPM/DDIM/DPM-Solver; Euler-type schedulers keep latents at sigma scale.
             model_input = scheduler.scale_model_input(latents, t)
             noise_pred = self.predict_noise(model_input, t, z if in_stage else None, shift_coefficient)
-            if not is_ddim:
-                latents = scheduler.step(noise_pred, t, latents, **step_kwargs).prev_sample
-                if on_step_end is not None:
-                    latents, z = on_step_end(i, t, latents, z)
-                continue
-            _, alpha_from, alpha_to = transitions[i]
-            variance_noise = None
-            if eta > 0:
-                variance_noise = randn_tensor(
-                    latents.shape, generator=generator, device=latents.device, dtype=latents.dtype
-                )
-            clip = scheduler.config.clip_sample_range if scheduler.config.clip_sample else None
-            latents = ddim_step(latents, noise_pred, alpha_from, alpha_to, eta, variance_noise, clip)
+            latents = step(i, t, noise_pred, latents)
             if on_step_end is not None:
                 latents, z = on_step_end(i, t, latents, z)
         return latents
@@ -315,6 +316,74 @@ class PDAEPipeline(DiffusionPipeline):
             `torch.Tensor` of shape `(B, latent_dim)`.
         """
         return self.encoder(self.prepare_images(images)).z
+
+    @torch.no_grad()
+    def sample_codes(
+        self,
+        batch_size: int = 1,
+        num_inference_steps: int = 50,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        eta: float = 0.0,
+    ) -> torch.Tensor:
+        """Sample new codes with the latent sampler (DDIM or any scheduler given as `latent_scheduler`).
+
+        Args:
+            batch_size (`int`, defaults to 1): codes to sample.
+            num_inference_steps (`int`, defaults to 50): the latent scheduler's steps.
+            generator (`torch.Generator` or a list of `batch_size`, *optional*): makes the samples reproducible.
+            eta (`float`, defaults to 0.0): DDIM's eta (ignored by schedulers that have none).
+
+        Returns:
+            `torch.Tensor` of shape `(batch_size, latent_dim)`: codes for `__call__`, `decode` or `manipulate`.
+        """
+        if self.latent_sampler is None:
+            raise ValueError(
+                "This pipeline has no latent_sampler: train one on your pipeline's codes with "
+                "examples/train_latent_sampler.py, or pass codes z from pipe.encode."
+            )
+        batch_size = check_batch_size(batch_size)
+        eta = check_eta(eta)
+        num_inference_steps = check_num_inference_steps(
+            num_inference_steps, self.latent_scheduler.config.num_train_timesteps
+        )
+        check_generator(generator, batch_size)
+        device = self._execution_device
+        scheduler = type(self.latent_scheduler).from_config(self.latent_scheduler.config)
+        scheduler.set_timesteps(num_inference_steps, device=device)
+        sample = randn_tensor(
+            (batch_size, self.latent_dim), generator=generator, device=device, dtype=self.latent_sampler.dtype
+        )
+        sample = sample * scheduler.init_noise_sigma
+        step = _Stepper(scheduler, eta, generator, device)
+        for i, t in enumerate(self.progress_bar(scheduler.timesteps)):
+            noise_pred = self.latent_sampler(scheduler.scale_model_input(sample, t), t).sample
+            sample = step(i, t, noise_pred, sample)
+        codes = self.latent_sampler.denormalize(sample)
+        self.maybe_free_model_hooks()
+        return codes.to(dtype=self.unet.dtype)
+
+    @torch.no_grad()
+    def attribute_direction(
+        self, images_a: ImageInput, images_b: ImageInput, batch_size: int = 256
+    ) -> AttributeDirection:
+        """Fit the direction in code space from images without an attribute (`images_b`) towards images with it
+        (`images_a`): the normal of a logistic-regression boundary between their codes (needs scikit-learn, the
+        `[eval]` extra). No labels beyond the split into the two sets are needed.
+
+        Args:
+            images_a, images_b: as for [`~PDAEPipeline.encode`] (at least 2 images each), e.g. bold and thin digits.
+            batch_size (`int`, defaults to 256): images per encoder call.
+
+        Returns:
+            [`~diffusers_pdae.directions.AttributeDirection`]: `pipe.manipulate(images, out.direction,
+            out.scales([-1, 0, 1]))` moves the codes by -1, 0 and +1 separations between the two sets' mean codes.
+        """
+        batch_size = check_batch_size(batch_size, "batch_size")
+        codes = []
+        for images in (images_a, images_b):
+            sample = self.prepare_images(images)
+            codes.append(torch.cat([self.encoder(part).z.float().cpu() for part in sample.split(batch_size)]))
+        return fit_attribute_direction(*codes)
 
     @torch.no_grad()
     def invert(
@@ -369,13 +438,16 @@ class PDAEPipeline(DiffusionPipeline):
         callback_on_step_end: Callable | PipelineCallback | MultiPipelineCallbacks | None = None,
         callback_on_step_end_tensor_inputs: list[str] | None = None,
         shift_coefficient: str = "posterior",
+        code_num_inference_steps: int = 50,
     ) -> ImagePipelineOutput | tuple:
         r"""
-        Decode codes (or sample unconditionally when `z` is None) with the pipeline's scheduler.
+        Decode codes (or generate unconditionally when `z` is None) with the pipeline's scheduler.
 
         Args:
             z (`torch.Tensor` of shape `(B, latent_dim)` or a list of such tensors or of `(latent_dim,)` codes,
-                *optional*): codes from [`~PDAEPipeline.encode`]. Without them the pre-trained DPM samples alone.
+                *optional*): codes from [`~PDAEPipeline.encode`]. Without them, a pipeline with a `latent_sampler`
+                samples `batch_size` codes with it (see [`~PDAEPipeline.sample_codes`]) and decodes them; a pipeline
+                without one lets the pre-trained DPM sample alone (no shift).
             latents (`torch.Tensor` of shape `(B * num_images_per_prompt, C, H, W)`, *optional*): x_T, e.g. from
                 [`~PDAEPipeline.invert`]; drawn from `generator` if omitted.
             batch_size (`int`, *optional*): samples without `z` (default 1); with `z` it is the number of codes, and a
@@ -398,6 +470,7 @@ class PDAEPipeline(DiffusionPipeline):
             callback_on_step_end_tensor_inputs (`list[str]`, *optional*): a subset of `pipe._callback_tensor_inputs`
                 (`"latents"`, `"z"`); defaults to `["latents"]`.
             shift_coefficient (`str`, defaults to `"posterior"`): see [`~PDAEPipeline.predict_noise`].
+            code_num_inference_steps (`int`, defaults to 50): the latent sampler's steps when codes are sampled.
 
         Returns:
             [`ImagePipelineOutput`] or `tuple`.
@@ -412,6 +485,13 @@ class PDAEPipeline(DiffusionPipeline):
         tensor_inputs = check_callback_inputs(
             callback_on_step_end, callback_on_step_end_tensor_inputs or ["latents"], self._callback_tensor_inputs
         )
+        if z is None and self.latent_sampler is not None:
+            if batch_size is None:
+                batch_size = 1 if latents is None else max(latents.shape[0] // copies, 1)
+            batch_size = check_batch_size(batch_size)
+            check_generator(generator, batch_size * copies)
+            code_generator = generator[::copies] if isinstance(generator, list) else generator
+            z = self.sample_codes(batch_size, code_num_inference_steps, code_generator)
         if z is not None:
             z = self._check_codes(z)
             if batch_size is not None and batch_size != z.shape[0]:
@@ -646,6 +726,29 @@ def check_components(
         )
 
 
+def check_latent_sampler(
+    latent_sampler: LatentSampler | None, latent_scheduler: SchedulerMixin | None, latent_dim: int
+) -> None:
+    """Raise a `ValueError` unless the optional latent sampler and its scheduler come together and fit the codes."""
+    if latent_sampler is None and latent_scheduler is None:
+        return
+    if latent_sampler is None or latent_scheduler is None:
+        given, missing = ("latent_sampler", "latent_scheduler")[:: 1 if latent_scheduler is None else -1]
+        raise ValueError(f"{given} is given without {missing}; pass both (or neither).")
+    if latent_sampler.config.latent_dim != latent_dim:
+        raise ValueError(
+            f"The latent sampler makes codes of width {latent_sampler.config.latent_dim} but the encoder's are "
+            f"{latent_dim}; train the sampler on this pipeline's codes."
+        )
+    if latent_scheduler.config.get("clip_sample", False):
+        raise ValueError(
+            "The latent scheduler clips samples to [-1, 1], which normalised codes exceed; build it with "
+            "clip_sample=False."
+        )
+    if latent_scheduler.config.get("prediction_type", "epsilon") != "epsilon":
+        raise ValueError("The latent sampler predicts noise; its scheduler's prediction_type must be 'epsilon'.")
+
+
 # Schedulers with the discrete training schedule (betas, alphas_cumprod) PDAE's coefficients are computed from.
 SERVING_SCHEDULERS = (
     "DDPMScheduler",
@@ -683,6 +786,32 @@ def check_scheduler(scheduler: SchedulerMixin) -> None:
             f"The scheduler's prediction_type is {prediction_type!r}; PDAE serves DPMs predicting "
             f"{', '.join(PREDICTION_TYPES)}."
         )
+
+
+class _Stepper:
+    """One denoising step of `scheduler`, for images or codes: `step(i, t, noise_pred, sample) -> previous sample`.
+
+    A `DDIMScheduler` is stepped with [`~pdae_math.ddim_transitions`] (neighbouring timesteps from
+    `scheduler.timesteps`, see diffusers issue 12633); any other scheduler with its own `step`.
+    """
+
+    def __init__(self, scheduler: SchedulerMixin, eta: float, generator, device: torch.device):
+        self.scheduler, self.eta, self.generator = scheduler, eta, generator
+        self.transitions = ddim_transitions(scheduler, device) if isinstance(scheduler, DDIMScheduler) else None
+        self.step_kwargs = _step_kwargs(scheduler, eta, generator)
+
+    def __call__(self, i: int, t: torch.Tensor, noise_pred: torch.Tensor, sample: torch.Tensor) -> torch.Tensor:
+        if self.transitions is None:
+            return self.scheduler.step(noise_pred, t, sample, **self.step_kwargs).prev_sample
+        _, alpha_from, alpha_to = self.transitions[i]
+        variance_noise = None
+        if self.eta > 0:
+            variance_noise = randn_tensor(
+                sample.shape, generator=self.generator, device=sample.device, dtype=sample.dtype
+            )
+        config = self.scheduler.config
+        clip = config.clip_sample_range if config.clip_sample else None
+        return ddim_step(sample, noise_pred, alpha_from, alpha_to, self.eta, variance_noise, clip)
 
 
 def _step_kwargs(scheduler: SchedulerMixin, eta: float, generator) -> dict:

@@ -28,6 +28,7 @@ PIPELINE_CODE_FILE = "pipeline_pdae"
 COMPONENT_CODE_FILES = {
     "encoder": ("pdae_encoder", f"{PACKAGE}.models.encoder"),
     "gradient_estimator": ("pdae_gradient_estimator", f"{PACKAGE}.models.gradient_estimator"),
+    "latent_sampler": ("pdae_latent_sampler", f"{PACKAGE}.models.latent_sampler"),  # optional
 }
 PIPELINE_MODULE = f"{PACKAGE}.pipelines.pipeline_pdae"
 
@@ -111,7 +112,11 @@ def code_files(pipeline) -> dict[str, str]:
     files = {}
     components = {"": (PIPELINE_CODE_FILE, PIPELINE_MODULE, type(pipeline))}
     components.update(
-        {name: (stem, module, type(getattr(pipeline, name))) for name, (stem, module) in COMPONENT_CODE_FILES.items()}
+        {
+            name: (stem, module, type(getattr(pipeline, name)))
+            for name, (stem, module) in COMPONENT_CODE_FILES.items()
+            if getattr(pipeline, name, None) is not None
+        }
     )
     for folder, (stem, module, cls) in components.items():
         path = os.path.join(folder, f"{stem}.py") if folder else f"{stem}.py"
@@ -130,7 +135,8 @@ def write_remote_code(folder: str, pipeline) -> None:
     index_path = Path(folder, "model_index.json")
     index = json.loads(index_path.read_text())
     for name, (stem, _) in COMPONENT_CODE_FILES.items():
-        index[name] = [stem, index[name][1]]
+        if index.get(name, [None, None])[1] is not None:  # optional components absent are saved as [null, null]
+            index[name] = [stem, index[name][1]]
     index_path.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
 
 

@@ -43,13 +43,13 @@ from representation_baselines import (
 
 from diffusers_pdae import PDAEPipeline
 from diffusers_pdae.bundled import checkpoint_path, load_mnist_tensors
+from diffusers_pdae.directions import linear_direction
 from diffusers_pdae.evaluation import (
     PAPER_CRITICAL_STAGE,
     RECONSTRUCTION_KINDS,
     critical_stage_scores,
     curve_timesteps,
     diffusion_curves,
-    linear_direction,
     linear_probe,
     one_step_predictions,
     reconstruction_study,

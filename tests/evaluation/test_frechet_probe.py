@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
+from diffusers_pdae.directions import linear_direction
 from diffusers_pdae.evaluation import (
     frechet_distance,
     gaussian_statistics,
-    linear_direction,
     linear_probe,
     stratified_indices,
 )

@@ -116,3 +116,19 @@ def test_the_model_card_snippets_run_as_written(saved, tmp_path):
     )
     assert without.returncode == 0, without.stderr[-3000:]
     assert "OK (4, 8) 4" in without.stdout
+
+
+@pytest.mark.slow
+def test_a_pipeline_with_a_latent_sampler_generates_from_its_card_snippet_without_the_package(tmp_path):
+    from diffusers_pdae.training.hub import GENERATION_EXAMPLE, USAGE_EXAMPLE
+
+    from .test_generation import with_sampler
+
+    folder = tmp_path / "pdae-sampler"
+    with_sampler(tiny_pipeline()).save_pretrained(folder)
+    snippet = usage_without_package(str(folder), USAGE_EXAMPLE + GENERATION_EXAMPLE)
+    result = isolated(snippet + "\nprint('OK', type(pipe.latent_sampler).__module__, len(samples))", tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    module = result.stdout.split("OK ", 1)[1].split()[0]
+    assert module.endswith("pdae_latent_sampler") and not module.startswith("diffusers_pdae")
+    assert result.stdout.strip().endswith(" 4")
