@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 
-import numpy as np
+import PIL.Image
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
 
@@ -25,6 +24,7 @@ from diffusers_pdae.data import HeldOut, load_training_dataset, validation_image
 from diffusers_pdae.image_utils import labelled_rows
 from diffusers_pdae.models.gradient_estimator import noise_schedule_of
 from diffusers_pdae.training import (
+    PeriodicValidation,
     RankReport,
     TrainingConfig,
     TrainingLoop,
@@ -234,12 +234,7 @@ def main(argv=None):
         pipeline.unet.to(dtype=torch.float32)
         return pipeline
 
-    last_validation = {}
-
-    def validate(global_step: int) -> dict:
-        if last_validation.get("step") == global_step:  # the step and epoch hooks can both ask at the last step
-            return last_validation["metrics"]
-        logger.info(f"Validation at step {global_step} on {len(held_out.images)} held-out images")
+    def measure(global_step: int) -> tuple[dict, PIL.Image.Image]:
         pipeline = build_pipeline()
         pipeline.set_progress_bar_config(desc=f"validation at step {global_step}", leave=False)
         images = held_out.images.to(accelerator.device)
@@ -251,47 +246,34 @@ def main(argv=None):
         ).images
         originals = (images / 2 + 0.5).clamp(0, 1)
         grid = labelled_rows([("original", originals), ("inferred x_T", inferred), ("random x_T", random_xt)])
-        grid_path = os.path.join(args.output_dir, "validation", f"step-{global_step:06d}.png")
-        os.makedirs(os.path.dirname(grid_path), exist_ok=True)
-        grid.save(grid_path)
-        for tracker in accelerator.trackers:
-            if tracker.name == "tensorboard":
-                tracker.writer.add_image("reconstructions", np.asarray(grid), global_step, dataformats="HWC")
-        last_validation.update(
-            step=global_step,
-            grid=grid_path,
-            metrics={
-                "val_mse_inferred_xT": (inferred - originals).pow(2).mean().item(),
-                "val_mse_random_xT": (random_xt - originals).pow(2).mean().item(),
-            },
-        )
-        return last_validation["metrics"]
+        metrics = {
+            "val_mse_inferred_xT": (inferred - originals).pow(2).mean().item(),
+            "val_mse_random_xT": (random_xt - originals).pow(2).mean().item(),
+        }
+        return metrics, grid
 
-    def on_step_end(global_step: int) -> dict | None:
-        if args.validation_steps and global_step % args.validation_steps == 0 and accelerator.is_main_process:
-            return validate(global_step)
-        return None
+    validation = PeriodicValidation(
+        accelerator, args, measure, "reconstructions", f"{len(held_out.images)} held-out images"
+    )
 
     def on_epoch_end(epoch: int, global_step: int) -> None:
         last_epoch = global_step >= schedule.max_train_steps
-        if accelerator.is_main_process and (last_epoch or (epoch + 1) % args.save_images_epochs == 0):
-            accelerator.log(validate(global_step), step=global_step)
+        validation.on_epoch_end(epoch, global_step, last_epoch)
         if args.save_model_epochs and (epoch + 1) % args.save_model_epochs == 0 and not last_epoch:
             save_trained_pipeline(accelerator, args, release_pipeline)
 
     loop = TrainingLoop(
         accelerator, config, [encoder, gradient_estimator], optimizer, lr_scheduler, train_dataloader, compute_loss,
-        schedule, ema_models=list(named_emas.values()), on_step_end=on_step_end, on_epoch_end=on_epoch_end,
-        rank_report=RankReport() if args.report_ranks else None,
+        schedule, ema_models=list(named_emas.values()), on_step_end=validation.on_step_end,
+        on_epoch_end=on_epoch_end, rank_report=RankReport() if args.report_ranks else None,
     )  # fmt: skip
     log_run_start(accelerator, config, schedule, len(held_out.train_dataset), held_out_text)
     loop.resume()
     loop.run()
-    if accelerator.is_main_process and last_validation.get("step") != loop.global_step:
-        validate(loop.global_step)  # the card's metrics and grid come from the final weights
+    validation.finish(loop.global_step)
     finish_run(
-        accelerator, args, loop, release_pipeline, pdae_model_card,
-        last_validation.get("metrics"), last_validation.get("grid"), repo_id=repo_id,
+        accelerator, args, loop, release_pipeline, pdae_model_card, validation.metrics, validation.grid_path,
+        repo_id=repo_id,
     )  # fmt: skip
 
 

@@ -1,9 +1,11 @@
-"""The training tool behind `examples/train_dpm.py` and `examples/train_pdae.py`, one module per concern:
+"""The training tool behind `examples/train_dpm.py`, `train_pdae.py` and `train_latent_sampler.py`, one module per
+concern:
 
 - `config`: [`TrainingConfig`], the typed settings; `args`: the shared command-line flags that fill it;
 - `run`: Accelerate set-up, seeding, trackers, and the release of the trained pipeline;
 - `loop`: [`TrainingLoop`]; `optimization`: optimiser, schedule and EMA; `checkpointing`: checkpoint files;
-- `objective`: what a PDAE step computes; `diagnostics`: per-process reports; `hub`: model cards and uploads.
+- `objective`: what a PDAE step computes; `validation`: when validation runs and what it leaves;
+- `diagnostics`: per-process reports; `hub`: model cards and uploads.
 """
 
 from .args import (
@@ -32,7 +34,7 @@ from .checkpointing import (
 )
 from .config import TrainingConfig
 from .diagnostics import RankReport
-from .hub import dpm_model_card, files_to_upload, pdae_model_card, release_folder
+from .hub import dpm_model_card, files_to_upload, latent_sampler_model_card, pdae_model_card, release_folder
 from .loop import NonFiniteLossError, TrainingLoop
 from .objective import freeze, load_frozen_dpm, pdae_training_loss, sample_noise_and_timesteps, sample_timesteps
 from .optimization import TrainingSchedule, averaged_model, make_ema, make_optimization
@@ -52,8 +54,10 @@ from .run import (
     tracker_config,
     weight_dtype,
 )
+from .validation import PeriodicValidation
 
 __all__ = [
+    "PeriodicValidation",
     "SECRET_FLAGS",
     "HelpFormatter",
     "NonFiniteLossError",
@@ -85,6 +89,7 @@ __all__ = [
     "make_parser",
     "non_negative_float",
     "non_negative_int",
+    "latent_sampler_model_card",
     "pdae_model_card",
     "pdae_training_loss",
     "positive_float",

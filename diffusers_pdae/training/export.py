@@ -15,14 +15,16 @@ from diffusers import DDIMScheduler, DDPMPipeline, DDPMScheduler, DiffusionPipel
 
 from ..models.encoder import PDAEEncoder
 from ..models.gradient_estimator import GradientEstimator
+from ..models.latent_sampler import LatentSampler
 from ..pipelines.pipeline_pdae import PDAEPipeline
 
 PIPELINE_FILE = "pipeline.json"
 
 
 def write_checkpoint_description(folder: str, kind: str, scheduler, pretrained_model_name_or_path: str | None) -> None:
-    """What [`export_checkpoint`] needs besides the trained weights: the pipeline `kind` ("pdae" or "ddpm"), the
-    training scheduler's config and, for PDAE, the frozen DPM it was trained on."""
+    """What [`export_checkpoint`] needs besides the trained weights: the pipeline `kind` ("pdae", "ddpm" or
+    "latent_sampler"), the training scheduler's config and, for PDAE, the frozen DPM it was trained on (for a latent
+    sampler, the PDAE pipeline it samples codes for)."""
     scheduler.save_pretrained(os.path.join(folder, "scheduler"))
     with open(os.path.join(folder, PIPELINE_FILE), "w") as f:
         json.dump({"kind": kind, "pretrained_model_name_or_path": pretrained_model_name_or_path}, f, indent=2)
@@ -37,7 +39,8 @@ def export_checkpoint(checkpoint: str, output_dir: str, use_ema: bool = True) ->
     """Build the pipeline a checkpoint stands for and save it to `output_dir`.
 
     Args:
-        checkpoint: a `checkpoint-<step>` folder written by `examples/train_pdae.py` or `examples/train_dpm.py`.
+        checkpoint: a `checkpoint-<step>` folder written by `examples/train_pdae.py`, `examples/train_dpm.py`
+            or `examples/train_latent_sampler.py`.
         output_dir: where the pipeline is saved (`from_pretrained` loads it).
         use_ema (`bool`, defaults to `True`): take the EMA weights when the run kept them (as the run's own final
             save does).
@@ -59,6 +62,20 @@ def export_checkpoint(checkpoint: str, output_dir: str, use_ema: bool = True) ->
     if description["kind"] == "ddpm":
         unet = UNet2DModel.from_pretrained(checkpoint, subfolder=_weights(checkpoint, "unet", use_ema))
         pipeline = DDPMPipeline(unet=unet, scheduler=DDPMScheduler.from_pretrained(scheduler_folder))
+        pipeline.save_pretrained(output_dir)
+        return pipeline
+    if description["kind"] == "latent_sampler":
+        base = PDAEPipeline.from_pretrained(description["pretrained_model_name_or_path"])
+        latent_sampler = LatentSampler.from_pretrained(
+            checkpoint, subfolder=_weights(checkpoint, "latent_sampler", use_ema)
+        )
+        pipeline = PDAEPipeline(
+            **{
+                **base.components,
+                "latent_sampler": latent_sampler,
+                "latent_scheduler": DDIMScheduler.from_pretrained(scheduler_folder),
+            }
+        )
         pipeline.save_pretrained(output_dir)
         return pipeline
     pipeline = PDAEPipeline(

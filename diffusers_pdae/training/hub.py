@@ -21,6 +21,7 @@ PDAE_TAGS = [
     "representation-learning",
     "diffusers-training",
 ]
+LATENT_SAMPLER_TAGS = [*PDAE_TAGS, "unconditional-image-generation"]
 DPM_TAGS = ["diffusers", "diffusers_pdae", "unconditional-image-generation", "diffusers-training"]
 
 # What a training run leaves in --output_dir that does not belong in the released model.
@@ -43,6 +44,8 @@ CARD_FLAGS = (
     "train_data_dir",
     "resolution",
     "latent_dim",
+    "hidden_dim",
+    "num_layers",
     "lambda_gamma",
     "warm_start_from_unet",
     "init_from_pipeline",
@@ -134,7 +137,11 @@ z = pipe.encode(images)  # the codes, (4, latent_dim)
 reconstructions = pipe.reconstruct(images, num_inference_steps=50).images"""
 
 
-def usage_with_package(repo_id: str) -> str:
+GENERATION_EXAMPLE = """
+samples = pipe(batch_size=4, num_inference_steps=50).images  # new codes from the latent sampler, decoded"""
+
+
+def usage_with_package(repo_id: str, example: str = USAGE_EXAMPLE) -> str:
     """The card's snippet for users who have diffusers-pdae installed (runs as written; tested)."""
     return (
         f"""import torch
@@ -142,18 +149,35 @@ import diffusers_pdae  # noqa: F401  (diffusers then loads the installed PDAE cl
 from diffusers import DiffusionPipeline
 
 pipe = DiffusionPipeline.from_pretrained("{repo_id}")"""
-        + USAGE_EXAMPLE
+        + example
     )
 
 
-def usage_without_package(repo_id: str) -> str:
+def usage_without_package(repo_id: str, example: str = USAGE_EXAMPLE) -> str:
     """The card's snippet for users without diffusers-pdae: the code saved beside the weights (tested)."""
     return f"""import torch
 from diffusers import DiffusionPipeline
 
 pipe = DiffusionPipeline.from_pretrained("{repo_id}", custom_pipeline="pipeline_pdae", trust_remote_code=True)""" + (
-        USAGE_EXAMPLE
+        example
     )
+
+
+def _usage_section(repo_id: str, example: str) -> str:
+    return f"""## Usage
+
+With the diffusers-pdae package installed (`pip install diffusers-pdae`, or `pip install .` in its repository):
+
+```python
+{usage_with_package(repo_id, example)}
+```
+
+Without it: the pipeline's code ships in this repository, so diffusers alone loads it once you trust that code:
+
+```python
+{usage_without_package(repo_id, example)}
+```
+"""
 
 
 def pdae_model_card(args, repo_id: str, metrics: dict, grid_file: str | None) -> ModelCard:
@@ -172,22 +196,26 @@ github.com/ckczzj/PDAE) trained with diffusers_pdae `examples/train_pdae.py`. Th
 `{dpm}` is frozen; only the encoder (image -> z, {args.latent_dim} dims) and the
 gradient estimator G(x_t, z, t) were trained, on {dataset_description(args)}.
 
-## Usage
-
-With the diffusers-pdae package installed (`pip install diffusers-pdae`, or `pip install .` in its repository):
-
-```python
-{usage_with_package(repo_id)}
-```
-
-Without it: the pipeline's code ships in this repository, so diffusers alone loads it once you trust that code:
-
-```python
-{usage_without_package(repo_id)}
-```
-{grid}
+{_usage_section(repo_id, USAGE_EXAMPLE)}{grid}
 {_training_sections(args, metrics)}"""
     return _model_card(description, PDAE_TAGS, base_model=args.pretrained_model_name_or_path)
+
+
+def latent_sampler_model_card(args, repo_id: str, metrics: dict, grid_file: str | None) -> ModelCard:
+    """A model card for a `PDAEPipeline` with a latent sampler trained by `examples/train_latent_sampler.py`."""
+    grid = f"\n## Samples\n\nSampled codes, decoded:\n\n![samples]({grid_file})\n" if grid_file else ""
+    base = shown_name(args.pretrained_model_name_or_path)
+    description = f"""# PDAE with a latent sampler, on {base}
+
+The [PDAE](https://arxiv.org/abs/2212.12990) pipeline `{base}` with a latent sampler: a small diffusion model over
+its codes z (an MLP with skip connections, as Diff-AE's latent DPM), trained with diffusers_pdae
+`examples/train_latent_sampler.py` on the codes of {dataset_description(args)}. `pipe(batch_size=n)` samples n codes
+with it and decodes them from random x_T: unconditional generation through the codes. Everything else (encode,
+reconstruct, interpolate, manipulate) is the PDAE pipeline's.
+
+{_usage_section(repo_id, USAGE_EXAMPLE + GENERATION_EXAMPLE)}{grid}
+{_training_sections(args, metrics)}"""
+    return _model_card(description, LATENT_SAMPLER_TAGS, base_model=args.pretrained_model_name_or_path)
 
 
 def dpm_usage(repo_id: str) -> str:

@@ -123,7 +123,7 @@ class TrainingLoop:
                 dataloader.set_epoch(epoch)
             for batch in dataloader:
                 if self.rank_report is not None:
-                    self.rank_report.add_batch(batch["pixel_values"])
+                    self.rank_report.add_batch(next(iter(batch.values())))  # the images (or codes)
                 with accelerator.accumulate(*self.models):
                     loss = self.compute_loss(batch).mean()
                     mean_loss = self._mean_finite_loss(loss)

@@ -66,10 +66,12 @@ def make_ema(model: torch.nn.Module, config: TrainingConfig) -> EMAModel:
 
 
 def averaged_model(model: torch.nn.Module, ema: EMAModel | None) -> torch.nn.Module:
-    """What a run releases: a fresh copy of `model` (a diffusers model, unwrapped) holding the EMA weights, or
-    `model` itself without an EMA."""
+    """What a run releases: a fresh copy of `model` (a diffusers model, unwrapped) holding the EMA weights and the
+    model's buffers (e.g. a latent sampler's code statistics, which an EMA does not track), or `model` itself without
+    an EMA."""
     if ema is None:
         return model
     copy = type(model).from_config(model.config)
+    copy.load_state_dict(model.state_dict())
     ema.copy_to(copy.parameters())
     return copy.to(model.device)
