@@ -90,7 +90,7 @@ def main(argv=None):
     }
     print("Plain DDIM inversion of the pre-trained DPM, without z ...")
     x_T = pipeline.invert(digits, num_inference_steps=steps, apply_shift=False)
-    reconstructions["DDIM inversion, no z"] = pipeline(latents=x_T, num_inference_steps=steps, output_type="pt").images
+    reconstructions["DDIM inversion, no z"] = pipeline.decode(x_T, None, steps, output_type="pt").images
 
     grid = labelled_rows([("original", originals), *reconstructions.items()])
     grid.save(os.path.join(args.output_dir, "reconstructions.png"))

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Reproduces the bundled checkpoints diffusers_pdae/bundled/ddpm-mnist and pdae-mnist: pre-train the MNIST DPM,
-# draw 1,000 seeded samples from it (judged later by examples/mnist_paper/evaluate_dpm.py), then train PDAE on the frozen DPM.
+# draw 1,000 seeded samples from it (judged later by examples/mnist_paper/evaluate_dpm.py), train PDAE on the frozen DPM,
+# then a latent sampler on the PDAE codes (its latent_sampler/ and latent_scheduler/ are copied into pdae-mnist).
 # Made for one GPU (the bundled ones came from an H100/H200, see docs/); on a CPU lower the minutes or expect hours.
 #
 #   bash scripts/train_bundled_checkpoints.sh work_dirs/bundled
@@ -26,3 +27,8 @@ python examples/train_pdae.py --pretrained_model_name_or_path "$out/ddpm-mnist" 
   --max_train_steps 200000 --max_train_minutes "$pdae_minutes" --use_ema \
   --checkpointing_steps 5000 --checkpoints_total_limit 1 --save_images_epochs 1000000 \
   --validation_inference_steps 50 --allow_tf32 --seed 0
+
+# The latent sampler inside the bundled pdae-mnist (unconditional generation); ran on the 2-core CPU in 159 s.
+python examples/train_latent_sampler.py --pretrained_model_name_or_path "$out/pdae-mnist" \
+  --output_dir "$out/pdae-mnist-sampler" --max_train_steps 10000 --checkpointing_steps 5000 --use_ema \
+  --hidden_dim 256 --num_layers 4 --time_embed_dim 128 --save_images_epochs 1000 --seed 0

@@ -1,4 +1,7 @@
-"""Attributes of digits computed from the pixels alone (no labels), for attribute manipulation."""
+"""Attributes of digits computed from the pixels alone (no labels), for attribute manipulation.
+
+Images are `(N, 1, H, W)` tensors in [-1, 1] with background -1; ink is `(x + 1) / 2` in [0, 1].
+"""
 
 from __future__ import annotations
 
@@ -6,16 +9,44 @@ import numpy as np
 import torch
 
 
+def _ink(images: torch.Tensor) -> torch.Tensor:
+    return ((images.float() + 1) / 2).clamp(0, 1)[:, 0]
+
+
+def ink_mass(images: torch.Tensor) -> np.ndarray:
+    """Stroke thickness: the mean ink per pixel `(N,)` (a bolder stroke of the same digit holds more ink)."""
+    return _ink(images).flatten(1).mean(dim=1).numpy()
+
+
+def slant(images: torch.Tensor) -> np.ndarray:
+    """Slant from the second image moments `(N,)`: -mu11 / mu02, the horizontal shift of the ink per row upwards
+    (0 for an upright digit, positive when the top leans right; rows grow downwards)."""
+    ink = _ink(images).double()
+    height, width = ink.shape[1:]
+    rows = torch.arange(height, dtype=ink.dtype)[None, :, None]
+    columns = torch.arange(width, dtype=ink.dtype)[None, None, :]
+    mass = ink.sum(dim=(1, 2)).clamp_min(1e-8)
+    row_mean = (ink * rows).sum(dim=(1, 2)) / mass
+    column_mean = (ink * columns).sum(dim=(1, 2)) / mass
+    row_offsets = rows - row_mean[:, None, None]
+    mu11 = (ink * row_offsets * (columns - column_mean[:, None, None])).sum(dim=(1, 2))
+    mu02 = (ink * row_offsets**2).sum(dim=(1, 2)).clamp_min(1e-8)
+    return (-mu11 / mu02).numpy()
+
+
+def extreme_groups(values: np.ndarray, quantile: float = 0.25) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the top `quantile` (`high`) and the bottom `quantile` (`low`) of `values`: `(high, low)`."""
+    low, high = np.quantile(values, quantile), np.quantile(values, 1 - quantile)
+    return np.flatnonzero(values >= high), np.flatnonzero(values <= low)
+
+
 def ink_targets(images: torch.Tensor, quantile: float = 0.25) -> tuple[np.ndarray, np.ndarray]:
     """A stroke-thickness attribute: images with the most ink (top `quantile`) vs the least (bottom `quantile`).
 
-    Args:
-        images (`torch.Tensor` of shape `(N, 1, H, W)`): in [-1, 1], background -1.
-
     Returns:
-        `(indices, targets)`: indices of the selected images and their binary targets (1 = bold).
+        `(indices, targets)`: indices of the selected images (ascending) and their binary targets (1 = bold).
     """
-    ink = (images.flatten(1) + 1).mean(dim=1).numpy()
-    low, high = np.quantile(ink, quantile), np.quantile(ink, 1 - quantile)
-    indices = np.flatnonzero((ink <= low) | (ink >= high))
-    return indices, (ink[indices] >= high).astype(int)
+    ink = ink_mass(images)
+    high, low = extreme_groups(ink, quantile)
+    indices = np.union1d(high, low)
+    return indices, np.isin(indices, high).astype(int)

@@ -238,7 +238,9 @@ def test_generic_diffusion_pipeline_loads_a_saved_folder(tmp_path):
 
 def test_components_devices_dtypes_and_variants_behave_as_in_diffusers(tmp_path):
     pipe = tiny_pipeline()
-    assert set(pipe.components) == {"unet", "scheduler", "encoder", "gradient_estimator"}
+    required = {"unet", "scheduler", "encoder", "gradient_estimator"}
+    assert set(pipe.components) == required | {"latent_sampler", "latent_scheduler"}  # optional ones, as None
+    assert pipe.components["latent_sampler"] is None and pipe.components["latent_scheduler"] is None
     rebuilt = PDAEPipeline(**pipe.components)
     images = tiny_images(2)
     assert torch.equal(rebuilt.encode(images), pipe.encode(images))
