@@ -55,6 +55,7 @@ def test_a_run_states_its_set_up_and_what_it_holds_out(tiny_dpm, image_folder, t
     assert log.count("Validation at step 2") == 1  # the step hook and the epoch hook do not both validate
 
 
+@pytest.mark.slow  # a whole script launch (15-25 s): the end-to-end suite
 def test_resume_by_name_inside_the_output_dir_and_exact_step_counts(tiny_dpm, tmp_path):
     out = tmp_path / "run"
     flags = ["--pretrained_model_name_or_path", tiny_dpm, "--output_dir", str(out), "--checkpointing_steps", "2",
@@ -148,6 +149,7 @@ def test_cards_name_local_paths_by_name_only_and_have_no_todo(tmp_path):
     assert "my-ddpm (local)" in card and "`--max_train_steps` | `6`" in card and "--num_epochs" not in card
 
 
+@pytest.mark.slow  # a whole script launch (15-25 s): the end-to-end suite
 def test_train_dpm_takes_channels_and_size_from_the_images_and_saves_before_sampling(tmp_path):
     folder = tmp_path / "rgb"
     folder.mkdir()

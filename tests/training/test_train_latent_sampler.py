@@ -35,6 +35,7 @@ def sampler_weights(folder: Path) -> dict[str, torch.Tensor]:
     return load_file(folder / "latent_sampler" / "diffusion_pytorch_model.safetensors")
 
 
+@pytest.mark.slow  # a whole script launch (15-25 s): the end-to-end suite
 def test_sampler_run_saves_a_generating_pipeline_and_resumes_exactly(tiny_pipeline_folder, image_folder, tmp_path):
     first, resumed = tmp_path / "first", tmp_path / "resumed"
     common = ["--pretrained_model_name_or_path", tiny_pipeline_folder, "--train_data_dir", image_folder, *FLAGS]

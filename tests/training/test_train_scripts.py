@@ -76,6 +76,7 @@ def test_two_steps_on_an_image_folder(tiny_dpm, image_folder, tmp_path):
     assert list((out / "logs").rglob("events.out.tfevents.*"))
 
 
+@pytest.mark.slow  # a whole script launch (15-25 s): the end-to-end suite
 def test_two_steps_on_bundled_mnist_and_dpm_pretraining(tmp_path):
     dpm = tmp_path / "dpm"
     config = str(REPO / "tests" / "training" / "tiny_unet.json")
@@ -136,6 +137,7 @@ def test_killed_run_resumes_to_the_same_weights(tiny_dpm, tmp_path):
     assert len([p for p in resumed.iterdir() if p.name.startswith("checkpoint-")]) == 2  # total limit
 
 
+@pytest.mark.slow  # a whole script launch (15-25 s): the end-to-end suite
 def test_half_written_checkpoint_is_never_resumed(tiny_dpm, tmp_path):
     out = tmp_path / "run"
     flags = ["--pretrained_model_name_or_path", tiny_dpm, "--output_dir", str(out), "--checkpointing_steps", "2",
@@ -180,6 +182,7 @@ def test_no_secret_reaches_any_file_a_run_writes(tiny_dpm, tmp_path):
     assert secret not in result.stdout + result.stderr
 
 
+@pytest.mark.slow  # a whole script launch (15-25 s): the end-to-end suite
 def test_a_folder_holding_a_finished_run_is_not_trained_over(tiny_dpm, tmp_path):
     out = tmp_path / "done"
     flags = ["--pretrained_model_name_or_path", tiny_dpm, "--output_dir", str(out), *FAST_FLAGS]
