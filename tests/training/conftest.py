@@ -1,4 +1,8 @@
-"""Fixtures of the training tests: a tiny DPM as a user's pre-trained one, and a folder of images to convert."""
+"""Fixtures of the training tests: a tiny DPM as a user's pre-trained one, and a folder of images to convert; and
+the example scripts, importable as modules."""
+
+import importlib.util
+from pathlib import Path
 
 import numpy as np
 import PIL.Image
@@ -6,6 +10,15 @@ import pytest
 from diffusers import DDPMPipeline, DDPMScheduler
 
 from ..conftest import tiny_unet
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(f"script_{name}", REPO / "examples" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="package")

@@ -3,7 +3,6 @@ read as pickles, output folders that belong to another run, and atomic folder wr
 
 import argparse
 import fcntl
-import importlib.util
 import os
 import pickle
 from pathlib import Path
@@ -25,15 +24,7 @@ from diffusers_pdae.training import (
 from diffusers_pdae.training.run import LOCK_FILE
 
 from ..conftest import tiny_encoder
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def load_script(name: str):
-    spec = importlib.util.spec_from_file_location(f"script_{name}", REPO / "examples" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from .conftest import load_script
 
 
 @pytest.fixture(scope="module")

@@ -1,13 +1,11 @@
 """The training scripts as a diffusers user meets them: help, console, fail-fast checks, resume, export, the Hub."""
 
 import argparse
-import importlib.util
 import json
 import os
 import subprocess
 import sys
 from argparse import Namespace
-from pathlib import Path
 
 import numpy as np
 import PIL.Image
@@ -20,19 +18,11 @@ from diffusers_pdae import PDAEPipeline
 from diffusers_pdae.training import hub
 from diffusers_pdae.training.export import export_checkpoint
 
+from .conftest import REPO, load_script
 from .test_train_scripts import FAST_FLAGS, TRAIN_DPM, TRAIN_PDAE, assert_ok, launch
 
-REPO = Path(__file__).resolve().parents[2]
 
-
-def load_script(name: str):
-    spec = importlib.util.spec_from_file_location(f"script_{name}", REPO / "examples" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.mark.parametrize("script", ["train_pdae", "train_dpm"])
+@pytest.mark.parametrize("script", ["train_pdae", "train_dpm", "train_latent_sampler"])
 def test_every_flag_has_help_and_help_shows_defaults(script, capsys):
     parser = load_script(script).build_parser()
     undocumented = [a.option_strings for a in parser._actions if a.option_strings and not a.help]
