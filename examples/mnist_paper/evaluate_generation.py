@@ -25,17 +25,18 @@ from pathlib import Path
 import numpy as np
 import torch
 from classifier_scores import classifier_frechet_distance, classifier_statistics, classify
-from digit_attributes import extreme_groups, ink_mass, slant
+from digit_attributes import extreme_groups
 from digit_classifier import load_digit_classifier
 
 import diffusers_pdae  # noqa: F401  (registers the PDAE classes with diffusers)
 from diffusers_pdae import PDAEPipeline
 from diffusers_pdae.bundled import checkpoint_path, load_mnist_tensors
 from diffusers_pdae.evaluation import stratified_indices
+from diffusers_pdae.evaluation.attributes import STROKE_ATTRIBUTES
 from diffusers_pdae.image_utils import labelled_rows
 from diffusers_pdae.training import make_parser
 
-ATTRIBUTES = {"thickness": ink_mass, "slant": slant}
+ATTRIBUTES = STROKE_ATTRIBUTES
 
 
 def parse_args(argv=None) -> argparse.Namespace:
