@@ -214,7 +214,9 @@ def ddim_step(
     Args:
         sample (`torch.Tensor` of shape `(B, C, H, W)`): x at abar_from.
         noise_pred (`torch.Tensor` of shape `(B, C, H, W)`): the (shifted) noise prediction at x.
-        alpha_prod_from, alpha_prod_to: abar of the two noise levels (floats or broadcastable tensors).
+        alpha_prod_from (`torch.Tensor` or `float`): abar of the noise level of `sample` (a float or a tensor
+            broadcastable to it).
+        alpha_prod_to (`torch.Tensor` or `float`): abar of the noise level to step to (likewise).
         eta (`float`, defaults to 0): DDIM's stochasticity; 0 for inversion.
         variance_noise (`torch.Tensor`, *optional*): standard normal noise, required when eta > 0.
         clip_sample_range (`float`, *optional*): clip x0_hat to [-r, r] (never during inversion).
@@ -249,9 +251,10 @@ def ddim_transitions(
     the noise predicted at `t` too, so it is the exact mirror of decoding.
 
     Args:
-        scheduler: a `DDIMScheduler` (anything with `timesteps`, `alphas_cumprod` and `final_alpha_cumprod`) after
-            `set_timesteps`.
-        device: where the abar values should live (the scheduler's own device by default).
+        scheduler (`DDIMScheduler`): after `set_timesteps` (anything with `timesteps`, `alphas_cumprod` and
+            `final_alpha_cumprod` works).
+        device (`torch.device` or `str`, *optional*): where the abar values should live (the scheduler's own device
+            by default).
 
     Returns:
         `list[tuple[int, torch.Tensor, torch.Tensor]]`: one `(t, abar_t, abar_next)` per timestep (0-dim abar).

@@ -131,7 +131,7 @@ def diffusion_curves(
         conditional_unet (`UNet2DModel`, *optional*): a class-conditional UNet on the same schedule; omitted, only
             "dpm" and "pdae" are measured.
         seed (`int`, defaults to 0): seed of the noise eps (one draw per image and timestep, shared by all models).
-        batch_size (`int`, defaults to 128).
+        batch_size (`int`, defaults to 128): images per network call.
 
     Returns:
         [`DiffusionCurves`].

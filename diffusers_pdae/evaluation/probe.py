@@ -25,9 +25,11 @@ class LinearProbeResult:
 
     Attributes:
         width (`int`): feature dimension D.
-        num_train (`int`), num_test (`int`): samples the probe was fit and scored on.
+        num_train (`int`): samples the probe was fit on.
+        num_test (`int`): samples it was scored on.
         C (`float`): the chosen inverse regularisation strength.
-        train_accuracy (`float`), test_accuracy (`float`): accuracies in [0, 1].
+        train_accuracy (`float`): accuracy on the train features, in [0, 1].
+        test_accuracy (`float`): accuracy on the test features, in [0, 1].
         validation_accuracy (`dict[str, float]`): held-out accuracy for each C tried (empty when only one was given).
     """
 
@@ -88,8 +90,11 @@ def linear_probe(
     """Fit a logistic-regression probe on frozen train features and score it on test features.
 
     Args:
-        train_features (`(N_train, ...)`), test_features (`(N_test, ...)`): codes; trailing dimensions are flattened.
-        train_labels (`(N_train,)`), test_labels (`(N_test,)`): integer classes.
+        train_features (`np.ndarray` or `torch.Tensor` of shape `(N_train, ...)`): codes to fit on; trailing
+            dimensions are flattened.
+        train_labels (`np.ndarray` or `torch.Tensor` of shape `(N_train,)`): their integer classes.
+        test_features (`np.ndarray` or `torch.Tensor` of shape `(N_test, ...)`): codes to score on.
+        test_labels (`np.ndarray` or `torch.Tensor` of shape `(N_test,)`): their integer classes.
         Cs (`tuple[float, ...]`, defaults to `DEFAULT_CS`, 0.001 to 100): candidate C values; one skips the search.
         max_iter (`int`, defaults to 1000): lbfgs iterations.
         seed (`int`, defaults to 0): seed of the held-out split used to pick C.

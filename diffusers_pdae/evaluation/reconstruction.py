@@ -73,7 +73,7 @@ def reconstruction_study(
         images (`torch.Tensor` of shape `(N, C, H, W)`): test digits in [-1, 1].
         steps (`list[int]`): numbers of DDIM steps T (inversion and decoding).
         seed (`int`, defaults to 0): seed of the random x_T.
-        batch_size (`int`, defaults to 128).
+        batch_size (`int`, defaults to 128): images per network call.
         num_examples (`int`, defaults to 10): reconstructions of the first images kept for grids.
 
     Returns:

@@ -62,10 +62,13 @@ class GradientEstimator(ModelMixin, ConfigMixin):
         temb_channels (`int`, *optional*): width of the UNet's time embedding (defaults to
             `4 * block_out_channels[0]`, as in `UNet2DModel`).
         z_embed_dim (`int`, *optional*): width of the shared code embedding (defaults to `temb_channels`).
-        norm_num_groups (`int`, defaults to 32), norm_eps (`float`, defaults to 1e-5), act_fn (`str`, defaults to
-            `"silu"`), attention_head_dim (`int`, *optional*), resnet_time_scale_shift (`str`, defaults to
-            `"default"`), upsample_type (`str`, defaults to `"conv"`), dropout (`float`, defaults to 0.0): as in the
-            UNet.
+        norm_num_groups (`int`, defaults to 32): as in the UNet.
+        norm_eps (`float`, defaults to 1e-5): as in the UNet.
+        act_fn (`str`, defaults to `"silu"`): as in the UNet.
+        attention_head_dim (`int`, *optional*): as in the UNet.
+        resnet_time_scale_shift (`str`, defaults to `"default"`): as in the UNet.
+        upsample_type (`str`, defaults to `"conv"`): as in the UNet.
+        dropout (`float`, defaults to 0.0): as in the UNet.
         train_noise_schedule (`dict`, *optional*): the noise schedule G was trained with (the scheduler config's
             `num_train_timesteps`, `beta_schedule`, `beta_start`, `beta_end`, `trained_betas`); c_t and lambda_t
             depend on it, so a pipeline with another schedule is refused. Recorded by `from_unet(...,
@@ -155,7 +158,8 @@ class GradientEstimator(ModelMixin, ConfigMixin):
                 code projections stay freshly initialised and the output conv stays zero, so G = 0 still).
             noise_scheduler (`SchedulerMixin`, *optional*): the DPM's training scheduler, recorded as
                 `train_noise_schedule` so pipelines with another schedule are refused.
-            kwargs: overrides of other config entries (e.g. `z_embed_dim`, `dropout`).
+            kwargs (`dict[str, Any]`, *optional*): overrides of other config entries (e.g. `z_embed_dim`,
+                `dropout`).
 
         Raises:
             `ValueError`: if `unet` has a block type or embedding PDAE cannot serve (the message names it).

@@ -121,6 +121,7 @@ class PDAEPipeline(DiffusionPipeline):
 
     @property
     def latent_dim(self) -> int:
+        """Width of the codes z (the encoder's `latent_dim`)."""
         return self.encoder.config.latent_dim
 
     @property
@@ -371,7 +372,9 @@ class PDAEPipeline(DiffusionPipeline):
         `[eval]` extra). No labels beyond the split into the two sets are needed.
 
         Args:
-            images_a, images_b: as for [`~PDAEPipeline.encode`] (at least 2 images each), e.g. bold and thin digits.
+            images_a: as for [`~PDAEPipeline.encode`] (at least 2 images): the images with the attribute, e.g.
+                bold digits.
+            images_b: likewise (at least 2 images): the images without it, e.g. thin digits.
             batch_size (`int`, defaults to 256): images per encoder call.
 
         Returns:
@@ -444,10 +447,10 @@ class PDAEPipeline(DiffusionPipeline):
         Decode codes (or generate unconditionally when `z` is None) with the pipeline's scheduler.
 
         Args:
-            z (`torch.Tensor` of shape `(B, latent_dim)` or a list of such tensors or of `(latent_dim,)` codes,
-                *optional*): codes from [`~PDAEPipeline.encode`]. Without them, a pipeline with a `latent_sampler`
-                samples `batch_size` codes with it (see [`~PDAEPipeline.sample_codes`]) and decodes them; a pipeline
-                without one lets the pre-trained DPM sample alone (no shift).
+            z (`torch.Tensor` or `list[torch.Tensor]`, *optional*): codes from [`~PDAEPipeline.encode`], of shape
+                `(B, latent_dim)`, or a list of such tensors or of `(latent_dim,)` codes. Without them, a pipeline
+                with a `latent_sampler` samples `batch_size` codes with it (see [`~PDAEPipeline.sample_codes`]) and
+                decodes them; a pipeline without one lets the pre-trained DPM sample alone (no shift).
             latents (`torch.Tensor` of shape `(B * num_images_per_prompt, C, H, W)`, *optional*): x_T, e.g. from
                 [`~PDAEPipeline.invert`]; drawn from `generator` if omitted.
             batch_size (`int`, *optional*): samples without `z` (default 1); with `z` it is the number of codes, and a
@@ -612,7 +615,8 @@ class PDAEPipeline(DiffusionPipeline):
             num_inference_steps (`int`, defaults to 100): DDIM steps of inversion and decoding.
             invert (`bool`, defaults to `True`): infer x_T by inversion; `False` decodes from z alone with random x_T.
             generator (`torch.Generator`, *optional*): for the random x_T.
-            output_type, return_dict: as for `__call__`.
+            output_type (`str`, defaults to `"pil"`): as for `__call__`.
+            return_dict (`bool`, defaults to `True`): as for `__call__`.
         """
         output_type = check_output_type(output_type)
         num_inference_steps = self._check_steps(num_inference_steps)
