@@ -24,8 +24,11 @@ setup(
         "tqdm",
     ],
     extras_require={
-        "dev": ["pytest", "ruff"],
+        "dev": ["pytest", "ruff", "selenium>=4.20"],
         "train": ["tensorboard"],
         "eval": ["scikit-learn", "matplotlib"],
+        # examples/app.py; scikit-learn fits its attribute directions.
+        "app": ["gradio>=6,<7", "scikit-learn"],
+        "docs": ["mkdocs>=1.6,<2", "mkdocs-material>=9.5", "mkdocstrings[python]>=0.26"],
     },
 )

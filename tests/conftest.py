@@ -1,6 +1,10 @@
-"""Tiny seeded models shared by the tests (CPU, offline, milliseconds per forward)."""
+"""Tiny seeded models shared by the tests (CPU, offline, milliseconds per forward), and the example scripts,
+importable as modules."""
 
 from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
 
 import pytest
 import torch
@@ -9,6 +13,15 @@ from diffusers import DDIMScheduler, UNet2DModel
 from diffusers_pdae import GradientEstimator, PDAEEncoder, PDAEPipeline
 
 LATENT_DIM = 8
+REPO = Path(__file__).resolve().parents[1]
+
+
+def load_script(name: str):
+    """`examples/<name>.py` as a module, without running its `main`."""
+    spec = importlib.util.spec_from_file_location(f"script_{name}", REPO / "examples" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def tiny_unet(

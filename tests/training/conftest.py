@@ -1,24 +1,13 @@
-"""Fixtures of the training tests: a tiny DPM as a user's pre-trained one, and a folder of images to convert; and
-the example scripts, importable as modules."""
-
-import importlib.util
-from pathlib import Path
+"""Fixtures of the training tests: a tiny DPM as a user's pre-trained one, and a folder of images to convert."""
 
 import numpy as np
 import PIL.Image
 import pytest
 from diffusers import DDPMPipeline, DDPMScheduler
 
-from ..conftest import tiny_unet
+from ..conftest import REPO, load_script, tiny_unet
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def load_script(name: str):
-    spec = importlib.util.spec_from_file_location(f"script_{name}", REPO / "examples" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+__all__ = ["REPO", "load_script", "tiny_dpm", "image_folder"]
 
 
 @pytest.fixture(scope="package")
