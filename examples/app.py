@@ -180,9 +180,12 @@ def build_app(playground: PDAEPlayground, title: str, examples: list[str]) -> gr
                         gr.Examples(examples, inputs=uploaded, label="Or pick a test digit")
                     with gr.Tab("Draw", id="draw") as draw_tab:
                         sketch = gr.Sketchpad(
-                            label="Draw a digit", type="pil", canvas_size=(280, 280), elem_id="sketch",
+                            label="Draw a digit (pick the brush on the left first)",
+                            type="pil",
+                            canvas_size=(280, 280),
+                            elem_id="sketch",
                             brush=gr.Brush(default_size=18, colors=["#000000"], color_mode="fixed"),
-                        )  # fmt: skip
+                        )
                 upload_tab.select(lambda: "upload", None, source)
                 draw_tab.select(lambda: "draw", None, source)
                 seed = gr.Number(label="Seed of the random x_T and of the samples", value=0, precision=0)
