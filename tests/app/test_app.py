@@ -3,9 +3,9 @@
 import PIL.Image
 import pytest
 
-from diffusers_pdae.bundled import checkpoint_path
+from diffusers_pdae.bundled import checkpoint_path, load_mnist_arrays
 
-from ..conftest import load_script
+from ..conftest import load_script, tiny_pipeline
 
 gr = pytest.importorskip("gradio", reason="the [app] extra")
 app = load_script("app")
@@ -52,3 +52,23 @@ def test_the_picture_of_the_tab_in_use_is_taken():
     assert app.picked_picture("upload", upload, sketch) is upload
     assert app.picked_picture("draw", upload, sketch) is drawing
     assert app.picked_picture("draw", upload, None) is None
+
+
+def test_any_pipeline_folder_is_served_with_or_without_reference_pictures(tmp_path):
+    folder = tmp_path / "my-pdae"
+    tiny_pipeline().save_pretrained(folder)
+    args = ["--pipeline", str(folder), "--device", "cpu", "--num_inference_steps", "4"]
+    plain = app.build_playground(app.parse_args([*args, "--attribute_images", "none"]))
+    assert plain.directions == {} and plain.sample_size == 16
+    assert isinstance(app.build_app(plain, "my-pdae", examples=[]), gr.Blocks)  # the sliders' section stays hidden
+
+    pictures = tmp_path / "strokes"
+    pictures.mkdir()
+    images, _ = load_mnist_arrays("train")
+    for index in range(0, 8000, 400):
+        PIL.Image.fromarray(images[index]).save(pictures / f"{index}.png")
+    fitted = app.build_playground(app.parse_args([*args, "--attribute_images", str(pictures)]))
+    assert sorted(fitted.directions) == ["slant", "thickness"]
+    assert fitted.reconstruct(PIL.Image.fromarray(images[0]))["inferred"].size == (160, 160)
+    with pytest.raises(ValueError, match="give at least 8"):
+        app.build_playground(app.parse_args([*args, "--attribute_images", str(tmp_path)]))
