@@ -26,6 +26,7 @@ import torch
 import diffusers_pdae  # noqa: F401  (registers the PDAE classes with diffusers)
 from diffusers_pdae import PDAEPipeline
 from diffusers_pdae.bundled import checkpoint_path, load_mnist_arrays, load_mnist_tensors
+from diffusers_pdae.evaluation import stratified_indices
 from diffusers_pdae.import_utils import require
 from diffusers_pdae.interactive import PDAEPlayground, fit_stroke_directions, image_files
 
@@ -67,7 +68,9 @@ def reference_images(playground: PDAEPlayground, args: argparse.Namespace) -> to
         return playground.pipeline.prepare_images(pictures).cpu()
     if playground.pipeline.unet.config.in_channels != 1:
         return None
-    images, _ = load_mnist_tensors("train", np.arange(args.num_reference_images), size=playground.sample_size)
+    _, labels = load_mnist_arrays("train")  # sorted by digit: take every class alike
+    indices = stratified_indices(labels, args.num_reference_images)
+    images, _ = load_mnist_tensors("train", indices, size=playground.sample_size)
     return images
 
 
@@ -208,8 +211,9 @@ def build_app(playground: PDAEPlayground, title: str, examples: list[str]) -> gr
 
         with gr.Accordion("Edit attributes", open=True, visible=bool(directions)):
             gr.Markdown(
-                "Directions in code space fit without labels: codes of the boldest (most slanted) reference digits "
-                "against the thinnest (most upright). Units: the distance between the two groups' mean codes."
+                "Directions in code space, fit without labels on the reference digits' codes: the boldest quarter "
+                "against the thinnest, the most right-leaning against the most left-leaning. Unit: the distance "
+                "between the two groups' mean codes."
             )
             with gr.Row():
                 sliders = [

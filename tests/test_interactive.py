@@ -26,7 +26,7 @@ def digits() -> list[PIL.Image.Image]:
 def playground() -> PDAEPlayground:
     pipeline = PDAEPipeline.from_pretrained(checkpoint_path("pdae-mnist"))
     pipeline.set_progress_bar_config(disable=True)
-    references, _ = load_mnist_tensors("train", np.arange(400))
+    references, _ = load_mnist_tensors("train", np.arange(0, 8000, 20))  # 40 of every class
     return PDAEPlayground(pipeline, STEPS, fit_stroke_directions(pipeline, references), display_size=64)
 
 
