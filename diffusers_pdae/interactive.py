@@ -170,11 +170,11 @@ class PDAEPlayground:
         factor = max(self.display_size // self.sample_size, 1)
         return grid.resize((grid.width * factor, grid.height * factor), PIL.Image.NEAREST)
 
-    def _encode_and_invert(self, image: PIL.Image.Image) -> tuple[torch.Tensor, torch.Tensor, PIL.Image.Image]:
-        prepared = self.prepare(image)
-        key = hashlib.sha256(prepared.tobytes() + str(self.num_inference_steps).encode()).hexdigest()
+    def _encode_and_invert(self, image: PIL.Image.Image) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """`(z, x_T, sample)` of one picture, `sample` `(1, C, H, W)` in [-1, 1]; z and x_T cached per picture."""
+        sample = self.pipeline.prepare_images(self.prepare(image))
+        key = hashlib.sha256(sample.cpu().numpy().tobytes() + str(self.num_inference_steps).encode()).hexdigest()
         if key not in self._inversions:
-            sample = self.pipeline.prepare_images(prepared)
             z = self.pipeline.encode(sample)
             x_T = self.pipeline.invert(sample, z, self.num_inference_steps)
             self._inversions[key] = (z, x_T)
@@ -182,7 +182,7 @@ class PDAEPlayground:
                 self._inversions.popitem(last=False)
         self._inversions.move_to_end(key)
         z, x_T = self._inversions[key]
-        return z, x_T, prepared
+        return z, x_T, sample
 
     def _decode(self, latents: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         return self.pipeline.decode(latents, z, self.num_inference_steps, output_type="pt").images
@@ -194,13 +194,12 @@ class PDAEPlayground:
             `{"input": what the model sees, "inferred": decoded from z and the inverted x_T, "random": decoded from z
             and x_T drawn with `seed` (what z alone carries)}`.
         """
-        z, x_T, prepared = self._encode_and_invert(image)
+        z, x_T, sample = self._encode_and_invert(image)
         noise = randn_tensor(
             x_T.shape, generator=torch.Generator().manual_seed(int(seed)), device=x_T.device, dtype=x_T.dtype
         )
         decoded = self._decode(torch.cat([x_T, noise]), torch.cat([z, z]))
-        model_input = (self.pipeline.prepare_images(prepared) / 2 + 0.5).clamp(0, 1)
-        shown = {"input": model_input, "inferred": decoded[:1], "random": decoded[1:]}
+        shown = {"input": (sample / 2 + 0.5).clamp(0, 1), "inferred": decoded[:1], "random": decoded[1:]}
         return {name: self._show(images) for name, images in shown.items()}
 
     def interpolate(self, image_a: PIL.Image.Image, image_b: PIL.Image.Image, num: int = 8) -> PIL.Image.Image:
