@@ -6,9 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from diffusers_pdae.evaluation.attributes import extreme_groups, ink_mass, slant
-
-__all__ = ["extreme_groups", "ink_mass", "ink_targets", "slant"]
+from diffusers_pdae.evaluation.attributes import extreme_groups, ink_mass
 
 
 def ink_targets(images: torch.Tensor, quantile: float = 0.25) -> tuple[np.ndarray, np.ndarray]:

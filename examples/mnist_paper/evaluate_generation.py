@@ -25,18 +25,15 @@ from pathlib import Path
 import numpy as np
 import torch
 from classifier_scores import classifier_frechet_distance, classifier_statistics, classify
-from digit_attributes import extreme_groups
 from digit_classifier import load_digit_classifier
 
 import diffusers_pdae  # noqa: F401  (registers the PDAE classes with diffusers)
 from diffusers_pdae import PDAEPipeline
 from diffusers_pdae.bundled import checkpoint_path, load_mnist_tensors
 from diffusers_pdae.evaluation import stratified_indices
-from diffusers_pdae.evaluation.attributes import STROKE_ATTRIBUTES
+from diffusers_pdae.evaluation.attributes import STROKE_ATTRIBUTES, extreme_groups
 from diffusers_pdae.image_utils import labelled_rows
 from diffusers_pdae.training import make_parser
-
-ATTRIBUTES = STROKE_ATTRIBUTES
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -140,7 +137,7 @@ def edit(pipeline: PDAEPipeline, images: torch.Tensor, direction, multiples: lis
 
 
 def evaluate_attribute(pipeline, classifier, name: str, train_images, test_images, test_labels, args, out) -> dict:
-    measure = ATTRIBUTES[name]
+    measure = STROKE_ATTRIBUTES[name]
     high, low = extreme_groups(measure(train_images))
     direction = pipeline.attribute_direction(train_images[high], train_images[low])
     edited = edit(pipeline, test_images, direction, args.multiples, args)
@@ -203,7 +200,7 @@ def targets(results: dict) -> list[tuple[str, str, bool]]:
             samples["all_digits_present"] and samples["smallest_class_share"] >= 0.05,
         ),
     ]
-    for name in ATTRIBUTES:
+    for name in STROKE_ATTRIBUTES:
         figures = results[name]
         rows.append(
             (f"{name} rises monotonically with the scale for >= 90% of edited digits",
@@ -256,7 +253,7 @@ def write_readme(results: dict, path: Path) -> None:
         "| attribute | scales | mean attribute by scale | rises monotonically | label kept by scale |",
         "| --- | --- | --- | --- | --- |",
     ]
-    for name in ATTRIBUTES:
+    for name in STROKE_ATTRIBUTES:
         figures = results[name]
         lines.append(
             f"| {name} | {', '.join(f'{m:g}' for m in figures['multiples'])} | "
@@ -267,7 +264,7 @@ def write_readme(results: dict, path: Path) -> None:
     pair = results["class_pair"]
     lines += [
         "",
-        *[f"![{name}]({results[name]['grid']})" for name in ATTRIBUTES],
+        *[f"![{name}]({results[name]['grid']})" for name in STROKE_ATTRIBUTES],
         "",
         f"Class pair {pair['pair'][0]} -> {pair['pair'][1]} ({pair['num_edited']} test digits): share classified as "
         f"{pair['pair'][1]} at scales {', '.join(f'{m:g}' for m in pair['multiples'])}: "
@@ -300,7 +297,7 @@ def main(argv=None) -> dict:
         "num_inference_steps": args.num_inference_steps,
         "samples": evaluate_samples(pipeline, classifier, args, out),
     }
-    for name in ATTRIBUTES:
+    for name in STROKE_ATTRIBUTES:
         results[name] = evaluate_attribute(
             pipeline, classifier, name, train_images, test_images[edited], test_labels[edited], args, out
         )

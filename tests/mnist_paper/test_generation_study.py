@@ -4,9 +4,9 @@ import json
 
 import numpy as np
 import torch
-from digit_attributes import extreme_groups, ink_mass, slant
 
 from diffusers_pdae.bundled import checkpoint_path
+from diffusers_pdae.evaluation.attributes import extreme_groups, ink_mass, slant
 
 from .conftest import load_study_script
 

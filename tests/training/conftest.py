@@ -5,9 +5,7 @@ import PIL.Image
 import pytest
 from diffusers import DDPMPipeline, DDPMScheduler
 
-from ..conftest import REPO, load_script, tiny_unet
-
-__all__ = ["REPO", "load_script", "tiny_dpm", "image_folder"]
+from ..conftest import tiny_unet
 
 
 @pytest.fixture(scope="package")

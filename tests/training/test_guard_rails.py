@@ -23,8 +23,7 @@ from diffusers_pdae.training import (
 )
 from diffusers_pdae.training.run import LOCK_FILE
 
-from ..conftest import tiny_encoder
-from .conftest import load_script
+from ..conftest import load_script, tiny_encoder
 
 
 @pytest.fixture(scope="module")

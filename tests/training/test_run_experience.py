@@ -18,7 +18,7 @@ from diffusers_pdae import PDAEPipeline
 from diffusers_pdae.training import hub
 from diffusers_pdae.training.export import export_checkpoint
 
-from .conftest import REPO, load_script
+from ..conftest import REPO, load_script
 from .test_train_scripts import FAST_FLAGS, TRAIN_DPM, TRAIN_PDAE, assert_ok, launch
 
 
