@@ -1,5 +1,7 @@
 """Fixtures of the training tests: a tiny DPM as a user's pre-trained one, and a folder of images to convert."""
 
+from pathlib import Path
+
 import numpy as np
 import PIL.Image
 import pytest
@@ -18,11 +20,15 @@ def tiny_dpm(tmp_path_factory) -> str:
     return str(folder)
 
 
+def write_random_pictures(folder: Path, count: int, size: int, generator: np.random.Generator) -> Path:
+    """`count` random RGB `size`x`size` PNGs, 00.png, 01.png, ..., in `folder` (made if missing; rewrites them)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        PIL.Image.fromarray(generator.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(folder / f"{i:02d}.png")
+    return folder
+
+
 @pytest.fixture(scope="package")
 def image_folder(tmp_path_factory) -> str:
     """Twelve RGB 20x20 images: a different channel count and size than the UNet's, to be converted."""
-    folder = tmp_path_factory.mktemp("images")
-    generator = np.random.default_rng(0)
-    for i in range(12):
-        PIL.Image.fromarray(generator.integers(0, 256, (20, 20, 3), dtype=np.uint8)).save(folder / f"{i:02d}.png")
-    return str(folder)
+    return str(write_random_pictures(tmp_path_factory.mktemp("images"), 12, 20, np.random.default_rng(0)))

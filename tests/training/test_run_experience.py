@@ -8,7 +8,6 @@ import sys
 from argparse import Namespace
 
 import numpy as np
-import PIL.Image
 import pytest
 import torch
 from diffusers import DDPMPipeline
@@ -19,6 +18,7 @@ from diffusers_pdae.training import hub
 from diffusers_pdae.training.export import export_checkpoint
 
 from ..conftest import REPO, load_script
+from .conftest import write_random_pictures
 from .test_train_scripts import FAST_FLAGS, TRAIN_DPM, TRAIN_PDAE, assert_ok, launch
 
 
@@ -141,11 +141,8 @@ def test_cards_name_local_paths_by_name_only_and_have_no_todo(tmp_path):
 
 @pytest.mark.slow  # a whole script launch (15-25 s): the end-to-end suite
 def test_train_dpm_takes_channels_and_size_from_the_images_and_saves_before_sampling(tmp_path):
-    folder = tmp_path / "rgb"
-    folder.mkdir()
     generator = np.random.default_rng(1)
-    for i in range(6):
-        PIL.Image.fromarray(generator.integers(0, 256, (20, 20, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    folder = write_random_pictures(tmp_path / "rgb", 6, 20, generator)
     out = tmp_path / "dpm"
     result = launch(TRAIN_DPM, ["--train_data_dir", str(folder), "--output_dir", str(out), "--max_train_steps", "2",
                                 "--train_batch_size", "3", "--ddpm_num_inference_steps", "2", "--eval_batch_size",
@@ -155,8 +152,7 @@ def test_train_dpm_takes_channels_and_size_from_the_images_and_saves_before_samp
     assert unet.config.in_channels == 3 and unet.config.sample_size == 20
     assert (out / "samples.png").is_file() and "Saved DDPMPipeline" in result.stderr
     assert result.stderr.index("Saved DDPMPipeline") < result.stderr.index("sampling at step")
-    for i in range(6):
-        PIL.Image.fromarray(generator.integers(0, 256, (30, 30, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    write_random_pictures(folder, 6, 30, generator)
     refused = launch(TRAIN_DPM, ["--train_data_dir", str(folder), "--output_dir", str(tmp_path / "dpm30")])
     assert refused.returncode != 0 and "Pass --resolution" in refused.stderr
 

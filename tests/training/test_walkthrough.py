@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import PIL.Image
 import pytest
 import torch
 from diffusers import DiffusionPipeline
@@ -14,6 +13,7 @@ from diffusers import DiffusionPipeline
 import diffusers_pdae  # noqa: F401
 from diffusers_pdae import PDAEPipeline
 
+from .conftest import write_random_pictures
 from .test_train_scripts import FAST_FLAGS, TRAIN_DPM, TRAIN_PDAE, assert_ok, launch, offline_env
 
 REPO = Path(__file__).resolve().parents[2]
@@ -21,11 +21,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.mark.slow
 def test_the_documented_path_from_pictures_to_a_loaded_pipeline(tmp_path):
-    pictures = tmp_path / "my_pictures"
-    pictures.mkdir()
-    generator = np.random.default_rng(3)
-    for i in range(12):
-        PIL.Image.fromarray(generator.integers(0, 256, (24, 24, 3), dtype=np.uint8)).save(pictures / f"{i:02d}.png")
+    pictures = write_random_pictures(tmp_path / "my_pictures", 12, 24, np.random.default_rng(3))
     dpm, pdae = tmp_path / "my-ddpm", tmp_path / "my-pdae"
 
     assert_ok(launch(TRAIN_DPM, ["--train_data_dir", str(pictures), "--resolution", "16", "--output_dir", str(dpm),
