@@ -9,6 +9,8 @@ elsewhere these tests are skipped without one.
 
 from __future__ import annotations
 
+import base64
+import io
 import os
 import socket
 import subprocess
@@ -19,6 +21,11 @@ from pathlib import Path
 import numpy as np
 import PIL.Image
 import pytest
+from selenium import webdriver
+from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.ui import WebDriverWait
 
 from diffusers_pdae.bundled import load_mnist_arrays
 
@@ -85,7 +92,6 @@ def server(tmp_path_factory):
 @pytest.fixture(scope="module")
 def browser():
     _browser_or_skip()
-    webdriver = pytest.importorskip("selenium.webdriver")
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in CHROMIUM_FLAGS:
@@ -114,28 +120,20 @@ def pictures(tmp_path_factory) -> dict[str, Path]:
     return {"digit": digit, "corrupt": corrupt}
 
 
-def _by(kind: str):
-    from selenium.webdriver.common.by import By
-
-    return getattr(By, kind)
-
-
 def _wait(driver, condition, seconds: float = WAIT_SECONDS):
-    from selenium.webdriver.support.ui import WebDriverWait
-
     return WebDriverWait(driver, seconds).until(condition)
 
 
 def _open(driver, url: str) -> None:
     driver.get(url)
-    _wait(driver, lambda d: d.find_elements(_by("ID"), "reconstruct"))
+    _wait(driver, lambda d: d.find_elements(By.ID, "reconstruct"))
 
 
 def _shown_image(driver, elem_id: str):
     """The output image in `#elem_id` once it holds a loaded picture (not just a placeholder)."""
 
     def loaded(d):
-        images = d.find_elements(_by("CSS_SELECTOR"), f"#{elem_id} img")
+        images = d.find_elements(By.CSS_SELECTOR, f"#{elem_id} img")
         ready = [i for i in images if d.execute_script("return arguments[0].complete && arguments[0].naturalWidth", i)]
         return ready[0] if ready else False
 
@@ -144,9 +142,6 @@ def _shown_image(driver, elem_id: str):
 
 def _pixels(driver, image) -> np.ndarray:
     """The picture an <img> shows, fetched by the page itself, as a grey array."""
-    import base64
-    import io
-
     data_url = driver.execute_async_script(
         "const [img, done] = arguments; fetch(img.src).then(r => r.blob()).then(b => {"
         " const reader = new FileReader(); reader.onload = () => done(reader.result); reader.readAsDataURL(b); });",
@@ -157,22 +152,22 @@ def _pixels(driver, image) -> np.ndarray:
 
 
 def _toasts(driver) -> list[str]:
-    return [toast.text for toast in driver.find_elements(_by("CSS_SELECTOR"), "[data-testid='toast-body']")]
+    return [toast.text for toast in driver.find_elements(By.CSS_SELECTOR, "[data-testid='toast-body']")]
 
 
 def _upload_and_reconstruct(driver, url: str, picture: Path) -> None:
     _open(driver, url)
-    driver.find_element(_by("CSS_SELECTOR"), "#upload input[type=file]").send_keys(str(picture))
-    _wait(driver, lambda d: d.find_elements(_by("CSS_SELECTOR"), "#upload img"))
-    driver.find_element(_by("ID"), "reconstruct").click()
+    driver.find_element(By.CSS_SELECTOR, "#upload input[type=file]").send_keys(str(picture))
+    _wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#upload img"))
+    driver.find_element(By.ID, "reconstruct").click()
 
 
 def test_page_loads_with_every_section(server, browser, screenshots):
     url, _ = server
     _open(browser, url)
     for elem_id in ("upload", "reconstruct", "interpolate", "edit-thickness", "edit-slant", "sample"):
-        _wait(browser, lambda d, elem_id=elem_id: d.find_elements(_by("ID"), elem_id), seconds=30)
-    heading = _wait(browser, lambda d: [h.text for h in d.find_elements(_by("TAG_NAME"), "h1") if h.text], seconds=30)
+        _wait(browser, lambda d, elem_id=elem_id: d.find_elements(By.ID, elem_id), seconds=30)
+    heading = _wait(browser, lambda d: [h.text for h in d.find_elements(By.TAG_NAME, "h1") if h.text], seconds=30)
     assert heading[0].startswith("PDAE: pdae-mnist")
     browser.save_screenshot(str(screenshots / "app-loaded.png"))
 
@@ -191,11 +186,9 @@ def test_an_uploaded_digit_is_reconstructed(server, browser, screenshots, pictur
 
 
 def test_an_attribute_slider_edits_the_digit(server, browser, screenshots, pictures):
-    from selenium.webdriver.common.keys import Keys
-
     _upload_and_reconstruct(browser, server[0], pictures["digit"])
     inferred = _pixels(browser, _shown_image(browser, "inferred"))
-    amount = browser.find_element(_by("CSS_SELECTOR"), "#edit-thickness input[type=number]")
+    amount = browser.find_element(By.CSS_SELECTOR, "#edit-thickness input[type=number]")
     browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", amount)
     amount.send_keys(Keys.CONTROL, "a")
     amount.send_keys("1", Keys.ENTER)
@@ -205,21 +198,19 @@ def test_an_attribute_slider_edits_the_digit(server, browser, screenshots, pictu
 
 
 def test_a_drawn_digit_is_reconstructed(server, browser, screenshots):
-    from selenium.webdriver.common.action_chains import ActionChains
-
     url, _ = server
     _open(browser, url)
-    next(tab for tab in browser.find_elements(_by("CSS_SELECTOR"), "button[role=tab]") if tab.text == "Draw").click()
-    brush = _wait(browser, lambda d: d.find_elements(_by("CSS_SELECTOR"), "#sketch button[title='Brush']"))
+    next(tab for tab in browser.find_elements(By.CSS_SELECTOR, "button[role=tab]") if tab.text == "Draw").click()
+    brush = _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#sketch button[title='Brush']"))
     brush[0].click()
-    canvas = max(browser.find_elements(_by("CSS_SELECTOR"), "#sketch canvas"), key=lambda c: c.size["width"])
+    canvas = max(browser.find_elements(By.CSS_SELECTOR, "#sketch canvas"), key=lambda c: c.size["width"])
     stroke = ActionChains(browser).move_to_element_with_offset(canvas, -40, -60).click_and_hold()
     for _ in range(10):  # a seven: the bar, then the leg
         stroke.move_by_offset(8, 0)
     for _ in range(12):
         stroke.move_by_offset(-4, 10)
     stroke.release().perform()
-    browser.find_element(_by("ID"), "reconstruct").click()
+    browser.find_element(By.ID, "reconstruct").click()
     model_input = _pixels(browser, _shown_image(browser, "model-input"))
     inferred = _pixels(browser, _shown_image(browser, "inferred"))
     assert model_input.std() > 40 and np.abs(inferred - model_input).mean() < 15
@@ -229,8 +220,8 @@ def test_a_drawn_digit_is_reconstructed(server, browser, screenshots):
 def test_a_bad_upload_shows_a_message(server, browser, screenshots, pictures):
     url, log_path = server
     _open(browser, url)
-    browser.find_element(_by("CSS_SELECTOR"), "#upload input[type=file]").send_keys(str(pictures["corrupt"]))
-    browser.find_element(_by("ID"), "reconstruct").click()
+    browser.find_element(By.CSS_SELECTOR, "#upload input[type=file]").send_keys(str(pictures["corrupt"]))
+    browser.find_element(By.ID, "reconstruct").click()
     # A toast renders empty first and fills in: wait for its words.
     messages = _wait(browser, lambda d: [message for message in _toasts(d) if "Cannot read" in message])
     assert "Cannot read notes.png as a picture: upload a PNG, JPEG, BMP or WebP image." in messages[0], messages
@@ -242,10 +233,10 @@ def test_a_bad_upload_shows_a_message(server, browser, screenshots, pictures):
 def test_samples_are_drawn(server, browser, screenshots):
     url, _ = server
     _open(browser, url)
-    browser.find_element(_by("ID"), "sample").click()
+    browser.find_element(By.ID, "sample").click()
     grid = _pixels(browser, _shown_image(browser, "samples"))
     assert grid.shape[1] > 4 * grid.shape[0] and grid.std() > 40  # a row of 8 samples, not a blank
-    samples = browser.find_element(_by("ID"), "samples")
+    samples = browser.find_element(By.ID, "samples")
     browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", samples)
     browser.save_screenshot(str(screenshots / "app-samples.png"))
 
