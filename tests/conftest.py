@@ -16,9 +16,9 @@ LATENT_DIM = 8
 REPO = Path(__file__).resolve().parents[1]
 
 
-def load_script(name: str):
-    """`examples/<name>.py` as a module, without running its `main`."""
-    spec = importlib.util.spec_from_file_location(f"script_{name}", REPO / "examples" / f"{name}.py")
+def load_script(name: str, folder: str = "examples"):
+    """`<folder>/<name>.py` (an example or a benchmark) as a module, without running its `main`."""
+    spec = importlib.util.spec_from_file_location(f"script_{name}", REPO / folder / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -2,6 +2,8 @@
 convention, reconstructions from the inferred x_T beat those from random x_T, edits move the attribute they name, and
 bad pictures raise messages meant for a person."""
 
+import json
+
 import numpy as np
 import PIL.Image
 import pytest
@@ -12,6 +14,8 @@ from diffusers_pdae.bundled import checkpoint_path, load_mnist_arrays, load_mnis
 from diffusers_pdae.evaluation import psnr
 from diffusers_pdae.evaluation.attributes import ink_mass, slant
 from diffusers_pdae.interactive import PDAEPlayground, center_strokes, fit_stroke_directions, stroke_intensity
+
+from .conftest import load_script
 
 STEPS = 10
 
@@ -128,3 +132,13 @@ def test_stroke_directions_separate_the_reference_groups(playground):
     for name, direction in playground.directions.items():
         assert direction.train_accuracy > 0.8, name
         assert direction.direction.shape == (playground.pipeline.latent_dim,)
+
+
+def test_the_action_benchmark_runs_and_reports_every_action(tmp_path):
+    benchmark = load_script("benchmark_app_actions", folder="benchmarks")
+    flags = ["--num_inference_steps", "2", "--num_reference_images", "40", "--repeats", "1", "--num_frames", "3"]
+    results = benchmark.main([*flags, "--num_samples", "2", "--json", str(tmp_path / "times.json")])
+    names = ["directions", "reconstruct", "edit (inversion cached)", "interpolate (3 frames)", "sample (2)"]
+    assert list(results["seconds"]) == names
+    assert all(len(values) == 1 and values[0] > 0 for values in results["seconds"].values())
+    assert json.loads((tmp_path / "times.json").read_text()) == results
