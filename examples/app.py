@@ -29,6 +29,7 @@ from diffusers_pdae.bundled import checkpoint_path, load_mnist_arrays, load_mnis
 from diffusers_pdae.evaluation import stratified_indices
 from diffusers_pdae.import_utils import require
 from diffusers_pdae.interactive import PDAEPlayground, fit_stroke_directions, image_files
+from diffusers_pdae.training import positive_int
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 gr = require("gradio", "examples/app.py")
@@ -45,16 +46,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         "--pipeline", default=checkpoint_path("pdae-mnist"), help="A PDAEPipeline folder or Hub id (default: bundled)."
     )
-    parser.add_argument("--num_inference_steps", type=int, default=50, help="DDIM steps of every call.")
+    parser.add_argument("--num_inference_steps", type=positive_int, default=50, help="DDIM steps of every call.")
     parser.add_argument(
         "--attribute_images",
         default=None,
         help="A folder of at least 8 reference images to fit the attribute directions on (default: 2,000 bundled "
         "MNIST train digits for a one-channel pipeline, none otherwise); 'none' hides the sliders.",
     )
-    parser.add_argument("--num_reference_images", type=int, default=2000, help="Bundled digits to fit directions on.")
+    parser.add_argument(
+        "--num_reference_images", type=positive_int, default=2000, help="Bundled digits to fit directions on."
+    )
     parser.add_argument("--server_name", default="127.0.0.1", help="0.0.0.0 to serve other machines.")
-    parser.add_argument("--server_port", type=int, default=7860)
+    parser.add_argument("--server_port", type=positive_int, default=7860)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     return parser.parse_args(argv)
 

@@ -15,6 +15,9 @@ def test_defaults_serve_the_bundled_pipeline_locally():
     args = app.parse_args([])
     assert args.pipeline == checkpoint_path("pdae-mnist")
     assert args.server_name == "127.0.0.1" and args.attribute_images is None
+    for flag in ("--num_inference_steps", "--num_reference_images", "--server_port"):
+        with pytest.raises(SystemExit):
+            app.parse_args([flag, "0"])
 
 
 def test_an_unreadable_upload_becomes_a_message(tmp_path):
