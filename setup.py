@@ -16,6 +16,8 @@ setup(
         "torch>=2.1",
         "diffusers>=0.30",
         "accelerate>=0.30",
+        # PDAETransformersEncoder: any transformers vision backbone as the encoder.
+        "transformers>=4.40",
         "datasets>=2.18",
         "safetensors",
         "huggingface_hub",

@@ -9,7 +9,15 @@ The top level holds the method only. Around it: `diffusers_pdae.training` (the A
 """
 
 from .directions import AttributeDirection, fit_attribute_direction
-from .models import GradientEstimator, LatentSampler, PDAEEncoder, unet_forward_with_features
+from .models import (
+    GradientEstimator,
+    LatentSampler,
+    PDAEEncoder,
+    PDAEResidualEncoder,
+    PDAETransformersEncoder,
+    load_encoder,
+    unet_forward_with_features,
+)
 from .pdae_math import loss_weights, pdae_loss, shift_coefficients
 from .pipelines import PDAEPipeline
 from .pipelines.remote_code import register_with_diffusers
@@ -25,7 +33,10 @@ __all__ = [
     "LatentSampler",
     "PDAEEncoder",
     "PDAEPipeline",
+    "PDAEResidualEncoder",
+    "PDAETransformersEncoder",
     "fit_attribute_direction",
+    "load_encoder",
     "loss_weights",
     "pdae_loss",
     "shift_coefficients",

@@ -22,9 +22,21 @@ class PDAEEncoderOutput(BaseOutput):
     z: torch.Tensor
 
 
+def check_image_batch(encoder: ModelMixin, images: torch.Tensor) -> None:
+    """Raise a `ValueError` unless `images` is a batch `(B, in_channels, sample_size, sample_size)` for `encoder`."""
+    expected = (encoder.config.in_channels, encoder.config.sample_size, encoder.config.sample_size)
+    if images.ndim != 4 or tuple(images.shape[1:]) != expected:
+        raise ValueError(
+            f"{type(encoder).__name__} expects images of shape (batch_size, {expected[0]}, {expected[1]}, "
+            f"{expected[2]}), got {tuple(images.shape)}."
+        )
+
+
 class PDAEEncoder(ModelMixin, ConfigMixin):
     r"""
-    A convolutional encoder mapping an image to a flat code z (Zhang, Zhao & Lin 2022, section 3.2).
+    The light encoder: a plain convolutional stack mapping an image to a flat code z (Zhang, Zhao & Lin 2022, section
+    3.2). For encoders shaped like the official one see [`PDAEResidualEncoder`]; for pre-trained vision backbones,
+    [`PDAETransformersEncoder`].
 
     Each level halves the resolution: GroupNorm -> activation -> 3x3 convolution with stride 2. A final linear layer
     maps the flattened features to `latent_dim`.
@@ -84,11 +96,6 @@ class PDAEEncoder(ModelMixin, ConfigMixin):
         Returns:
             [`PDAEEncoderOutput`] with `z` of shape `(B, latent_dim)`, or `(z,)`.
         """
-        expected = (self.config.in_channels, self.config.sample_size, self.config.sample_size)
-        if images.ndim != 4 or tuple(images.shape[1:]) != expected:
-            raise ValueError(
-                f"PDAEEncoder expects images of shape (batch_size, {expected[0]}, {expected[1]}, {expected[2]}), "
-                f"got {tuple(images.shape)}."
-            )
+        check_image_batch(self, images)
         z = self.proj_out(self.down(self.conv_in(images.to(self.dtype))))
         return PDAEEncoderOutput(z=z) if return_dict else (z,)

@@ -7,7 +7,7 @@ import os
 from collections.abc import Callable
 
 import torch
-from diffusers import DDIMScheduler, DiffusionPipeline, ImagePipelineOutput, UNet2DModel
+from diffusers import DDIMScheduler, DiffusionPipeline, ImagePipelineOutput, ModelMixin, UNet2DModel
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.schedulers import SchedulerMixin
 from diffusers.utils.hub_utils import load_or_create_model_card, populate_model_card
@@ -17,7 +17,6 @@ from huggingface_hub import create_repo
 from ..directions import AttributeDirection, fit_attribute_direction
 from ..file_utils import write_folder_atomically
 from ..image_utils import ImageInput, images_to_tensor, postprocess_images
-from ..models.encoder import PDAEEncoder
 from ..models.gradient_estimator import GradientEstimator
 from ..models.latent_sampler import LatentSampler
 from ..models.unet_features import unet_forward_with_features
@@ -82,7 +81,7 @@ class PDAEPipeline(DiffusionPipeline):
         scheduler ([`SchedulerMixin`]): its training schedule; `__call__` samples with it. Inversion and the
             deterministic decoding of `reconstruct`, `interpolate` and `manipulate` use a [`DDIMScheduler`] built from
             its config with `clip_sample=False`.
-        encoder ([`PDAEEncoder`]): image -> z.
+        encoder ([`PDAEEncoder`], [`PDAEResidualEncoder`] or [`PDAETransformersEncoder`]): image -> z.
         gradient_estimator ([`GradientEstimator`]): G(x_t, z, t), built for `unet` with `GradientEstimator.from_unet`.
         latent_sampler ([`LatentSampler`], *optional*): a diffusion model over codes, trained on the encoder's codes
             of a dataset (`examples/train_latent_sampler.py`); with it, `__call__` without `z` samples codes first
@@ -102,7 +101,7 @@ class PDAEPipeline(DiffusionPipeline):
         self,
         unet: UNet2DModel,
         scheduler: SchedulerMixin,
-        encoder: PDAEEncoder,
+        encoder: ModelMixin,
         gradient_estimator: GradientEstimator,
         latent_sampler: LatentSampler | None = None,
         latent_scheduler: SchedulerMixin | None = None,
@@ -697,7 +696,7 @@ class PDAEPipeline(DiffusionPipeline):
 
 
 def check_components(
-    unet: UNet2DModel, scheduler: SchedulerMixin, encoder: PDAEEncoder, gradient_estimator: GradientEstimator
+    unet: UNet2DModel, scheduler: SchedulerMixin, encoder: ModelMixin, gradient_estimator: GradientEstimator
 ) -> None:
     """Raise a `ValueError` for a missing component or one that does not fit the UNet."""
     components = {"unet": unet, "scheduler": scheduler, "encoder": encoder, "gradient_estimator": gradient_estimator}

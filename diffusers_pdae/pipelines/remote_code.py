@@ -26,11 +26,11 @@ PACKAGE = "diffusers_pdae"
 PIPELINE_CODE_FILE = "pipeline_pdae"
 # component name -> (code file stem in the component's folder, module of the package that defines its class)
 COMPONENT_CODE_FILES = {
-    "encoder": ("pdae_encoder", f"{PACKAGE}.models.encoder"),
+    # Any encoder design: the folder's file bundles the module of the design it holds.
+    "encoder": ("pdae_encoder", f"{PACKAGE}.models.encoders"),
     "gradient_estimator": ("pdae_gradient_estimator", f"{PACKAGE}.models.gradient_estimator"),
     "latent_sampler": ("pdae_latent_sampler", f"{PACKAGE}.models.latent_sampler"),  # optional
 }
-PIPELINE_MODULE = f"{PACKAGE}.pipelines.pipeline_pdae"
 
 
 def _package_imports(tree: ast.Module, module: str) -> list[tuple[ast.ImportFrom, str]]:
@@ -110,18 +110,18 @@ def code_files(pipeline) -> dict[str, str]:
     such files (without the package) copies them.
     """
     files = {}
-    components = {"": (PIPELINE_CODE_FILE, PIPELINE_MODULE, type(pipeline))}
+    components = {"": (PIPELINE_CODE_FILE, type(pipeline))}
     components.update(
         {
-            name: (stem, module, type(getattr(pipeline, name)))
-            for name, (stem, module) in COMPONENT_CODE_FILES.items()
+            name: (stem, type(getattr(pipeline, name)))
+            for name, (stem, _) in COMPONENT_CODE_FILES.items()
             if getattr(pipeline, name, None) is not None
         }
     )
-    for folder, (stem, module, cls) in components.items():
+    for folder, (stem, cls) in components.items():
         path = os.path.join(folder, f"{stem}.py") if folder else f"{stem}.py"
         if cls.__module__.startswith(f"{PACKAGE}."):
-            files[path] = bundle_source(module)
+            files[path] = bundle_source(cls.__module__)
         else:
             files[path] = Path(importlib.import_module(cls.__module__).__file__).read_text()
     return files

@@ -13,7 +13,7 @@ import os
 
 from diffusers import DDIMScheduler, DDPMPipeline, DDPMScheduler, DiffusionPipeline, UNet2DModel
 
-from ..models.encoder import PDAEEncoder
+from ..models.encoders import load_encoder
 from ..models.gradient_estimator import GradientEstimator
 from ..models.latent_sampler import LatentSampler
 from ..pipelines.pipeline_pdae import PDAEPipeline
@@ -81,7 +81,7 @@ def export_checkpoint(checkpoint: str, output_dir: str, use_ema: bool = True) ->
     pipeline = PDAEPipeline(
         unet=UNet2DModel.from_pretrained(description["pretrained_model_name_or_path"], subfolder="unet"),
         scheduler=DDIMScheduler.from_pretrained(scheduler_folder, clip_sample=False),
-        encoder=PDAEEncoder.from_pretrained(checkpoint, subfolder=_weights(checkpoint, "encoder", use_ema)),
+        encoder=load_encoder(checkpoint, subfolder=_weights(checkpoint, "encoder", use_ema)),
         gradient_estimator=GradientEstimator.from_pretrained(
             checkpoint, subfolder=_weights(checkpoint, "gradient_estimator", use_ema)
         ),

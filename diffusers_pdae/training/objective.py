@@ -7,7 +7,7 @@ import os
 import torch
 from diffusers import DDPMScheduler, UNet2DModel
 
-from ..models.encoder import PDAEEncoder
+from ..models.encoders import EncoderModel
 from ..models.gradient_estimator import GradientEstimator
 from ..models.unet_features import check_unet_supported, unet_forward_with_features
 from ..pdae_math import noise_from_model_output, pdae_loss
@@ -64,7 +64,7 @@ def freeze(unet: UNet2DModel) -> UNet2DModel:
 
 def pdae_training_loss(
     unet: UNet2DModel,
-    encoder: PDAEEncoder,
+    encoder: EncoderModel,
     gradient_estimator: GradientEstimator,
     noise_scheduler: DDPMScheduler,
     clean_images: torch.Tensor,
