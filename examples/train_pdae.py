@@ -18,10 +18,11 @@ import torch
 from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
 
 import diffusers_pdae  # noqa: F401  (registers the PDAE classes for saving/loading)
-from diffusers_pdae import GradientEstimator, PDAEEncoder, PDAEPipeline
+from diffusers_pdae import GradientEstimator, PDAEPipeline, load_encoder
 from diffusers_pdae.bundled import checkpoint_path
 from diffusers_pdae.data import HeldOut, load_training_dataset, validation_images
 from diffusers_pdae.image_utils import labelled_rows
+from diffusers_pdae.models.encoders import EncoderModel
 from diffusers_pdae.models.gradient_estimator import noise_schedule_of
 from diffusers_pdae.training import (
     PeriodicValidation,
@@ -54,6 +55,7 @@ from diffusers_pdae.training import (
     start_trackers,
     weight_dtype,
 )
+from diffusers_pdae.training.encoder_choice import add_encoder_args, build_encoder, check_encoder_args
 from diffusers_pdae.training.export import write_checkpoint_description
 
 logger = logging.getLogger(__name__)
@@ -69,16 +71,6 @@ def build_parser() -> argparse.ArgumentParser:
         "MNIST DPM).",
     )
     parser.add_argument("--latent_dim", type=positive_int, default=64, help="Width of the code z.")
-    parser.add_argument(
-        "--encoder_block_out_channels",
-        type=positive_int,
-        nargs="+",
-        default=[32, 64, 128, 128],
-        help="Encoder widths.",
-    )
-    parser.add_argument(
-        "--encoder_norm_num_groups", type=positive_int, default=8, help="GroupNorm groups of the encoder."
-    )
     parser.add_argument(
         "--lambda_gamma", type=finite_float, default=0.1, help="gamma in lambda_t = SNR^gamma / (1 + SNR)."
     )
@@ -108,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--validation_inference_steps", type=positive_int, default=20, help="DDIM steps for validation."
     )
+    add_encoder_args(parser)
     add_data_args(parser)
     add_optimization_args(parser, learning_rate=1e-4)
     add_output_args(parser, output_dir="pdae-model")
@@ -115,31 +108,30 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    return finalize_args(build_parser().parse_args(argv))
+    args = finalize_args(build_parser().parse_args(argv))
+    check_encoder_args(args)
+    if args.init_from_pipeline is not None and args.encoder_type != "light":
+        raise ValueError("--init_from_pipeline trains that pipeline's own encoder further; drop --encoder_type.")
+    return args
 
 
 def build_trainable_models(
     args, unet: UNet2DModel, noise_scheduler: DDPMScheduler
-) -> tuple[PDAEEncoder, GradientEstimator]:
+) -> tuple[EncoderModel, GradientEstimator]:
     """A fresh encoder and G for `unet`, or the ones of --init_from_pipeline (checked against `unet`)."""
     if args.init_from_pipeline is not None:
-        encoder = PDAEEncoder.from_pretrained(args.init_from_pipeline, subfolder="encoder")
+        encoder = load_encoder(args.init_from_pipeline, subfolder="encoder")
         gradient_estimator = GradientEstimator.from_pretrained(args.init_from_pipeline, subfolder="gradient_estimator")
         gradient_estimator.check_compatible(unet)
         gradient_estimator.check_schedule(noise_scheduler)
         gradient_estimator.register_to_config(train_noise_schedule=noise_schedule_of(noise_scheduler))
     else:
-        encoder = PDAEEncoder(
-            in_channels=unet.config.in_channels,
-            sample_size=unet.config.sample_size,
-            latent_dim=args.latent_dim,
-            block_out_channels=tuple(args.encoder_block_out_channels),
-            norm_num_groups=args.encoder_norm_num_groups,
-        )
+        encoder = build_encoder(args, unet)
         gradient_estimator = GradientEstimator.from_unet(
             unet, latent_dim=args.latent_dim, warm_start=args.warm_start_from_unet, noise_scheduler=noise_scheduler
         )
-    # Weights copied from a frozen UNet may arrive with requires_grad=False; both models must train.
+    # Weights copied from a frozen UNet may arrive with requires_grad=False; both models must train (a backbone
+    # frozen by --freeze_encoder_backbone stays frozen: PDAETransformersEncoder.requires_grad_ keeps it so).
     encoder.requires_grad_(True)
     gradient_estimator.requires_grad_(True)
     return encoder.train(), gradient_estimator.train()
@@ -193,7 +185,7 @@ def main(argv=None):
         }
     optimizer, lr_scheduler, schedule = make_optimization(
         config,
-        list(encoder.parameters()) + list(gradient_estimator.parameters()),
+        [param for model in (encoder, gradient_estimator) for param in model.parameters() if param.requires_grad],
         len(train_dataloader),
         accelerator.num_processes,
     )

@@ -193,12 +193,28 @@ def pdae_model_card(args, repo_id: str, metrics: dict, grid_file: str | None) ->
 
 A [PDAE](https://arxiv.org/abs/2212.12990) diffusion autoencoder (Zhang, Zhao & Lin, NeurIPS 2022; official code at
 github.com/ckczzj/PDAE) trained with diffusers_pdae `examples/train_pdae.py`. The pre-trained DPM
-`{dpm}` is frozen; only the encoder (image -> z, {args.latent_dim} dims) and the
+`{dpm}` is frozen; only the encoder ({encoder_description(args)}; image -> z, {args.latent_dim} dims) and the
 gradient estimator G(x_t, z, t) were trained, on {dataset_description(args)}.
 
 {_usage_section(repo_id, USAGE_EXAMPLE)}{grid}
 {_training_sections(args, metrics)}"""
     return _model_card(description, PDAE_TAGS, base_model=args.pretrained_model_name_or_path)
+
+
+def encoder_description(args) -> str:
+    """The encoder design of a `train_pdae.py` run, in words, naming a pre-trained backbone (and so its licence's
+    source) when one was used."""
+    design = getattr(args, "encoder_type", "light")
+    if design == "residual":
+        warm = " and initialised from its weights" if args.encoder_warm_start_from_unet else ""
+        return f"a residual encoder shaped like the DPM's down half{warm}"
+    if design == "transformers":
+        if args.encoder_backbone is None:
+            return "a transformers vision backbone trained from scratch, with a projection head"
+        frozen = "frozen" if args.freeze_encoder_backbone else "fine-tuned"
+        backbone = shown_name(args.encoder_backbone)
+        return f"the pre-trained transformers backbone `{backbone}`, {frozen}, with a projection head"
+    return "a light convolutional encoder"
 
 
 def latent_sampler_model_card(args, repo_id: str, metrics: dict, grid_file: str | None) -> ModelCard:
