@@ -38,6 +38,8 @@ from diffusers_pdae.image_utils import labelled_rows
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TARGETS = {"probe": 0.97, "gap_ratio": 0.5, "z_only_ssim_T100": 0.92}
+# Run names that train_encoder_design.sh makes with one command each.
+SCRIPTED_DESIGNS = ("light", "residual", "residual-warm", "convnext")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -217,6 +219,19 @@ def target_lines(results: dict, args: argparse.Namespace) -> list[str]:
     return lines
 
 
+def provenance_lines(results: dict) -> list[str]:
+    lines = []
+    for name, result in results.items():
+        if name in SCRIPTED_DESIGNS:
+            how = f"`bash examples/mnist_paper/train_encoder_design.sh {name}`"
+        elif result["training"]:
+            how = "`examples/train_pdae.py` (flags in its training_info.json)"
+        else:
+            how = "a pipeline without training_info.json (the bundled pdae-mnist: docs/bundled_checkpoints.md)"
+        lines.append(f"- {name}: {how}")
+    return lines
+
+
 def write_report(results: dict, args: argparse.Namespace, step_times: dict, command: str) -> None:
     out = Path(args.out)
     first = next(iter(results.values()))
@@ -232,6 +247,10 @@ def write_report(results: dict, args: argparse.Namespace, step_times: dict, comm
         "median of `benchmarks/benchmark_training_step.py` on this machine (see below).",
         "",
         *table_rows(results, args, step_times),
+        "",
+        "How each run was made:",
+        "",
+        *provenance_lines(results),
         "",
         "Plain DDIM inversion of the DPM (no z), the bar for the inferred x_T, on the same digits:",
         "",
