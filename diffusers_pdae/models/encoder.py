@@ -32,7 +32,33 @@ def check_image_batch(encoder: ModelMixin, images: torch.Tensor) -> None:
         )
 
 
-class PDAEEncoder(ModelMixin, ConfigMixin):
+class PDAEEncoderMixin:
+    """What every encoder design shares: `forward` checks the images, casts them to the model's dtype and wraps the
+    codes of the design's `compute_codes` in a [`PDAEEncoderOutput`]."""
+
+    def compute_codes(self, images: torch.Tensor) -> torch.Tensor:
+        """Images `(B, in_channels, sample_size, sample_size)` in [-1, 1], already checked -> codes
+        `(B, latent_dim)`."""
+        raise NotImplementedError
+
+    def forward(self, images: torch.Tensor, return_dict: bool = True) -> PDAEEncoderOutput | tuple:
+        """
+        Args:
+            images (`torch.Tensor` of shape `(B, in_channels, sample_size, sample_size)`): images in [-1, 1].
+            return_dict (`bool`, defaults to `True`): return a [`PDAEEncoderOutput`] instead of a tuple.
+
+        Returns:
+            [`PDAEEncoderOutput`] with `z` of shape `(B, latent_dim)`, or `(z,)`.
+
+        Raises:
+            `ValueError`: if `images` is not a batch of the encoder's channels and size.
+        """
+        check_image_batch(self, images)
+        z = self.compute_codes(images.to(self.dtype))
+        return PDAEEncoderOutput(z=z) if return_dict else (z,)
+
+
+class PDAEEncoder(PDAEEncoderMixin, ModelMixin, ConfigMixin):
     r"""
     The light encoder: a plain convolutional stack mapping an image to a flat code z (Zhang, Zhao & Lin 2022, section
     3.2). For encoders shaped like the official one see [`PDAEResidualEncoder`]; for pre-trained vision backbones,
@@ -87,15 +113,5 @@ class PDAEEncoder(ModelMixin, ConfigMixin):
         self.down = nn.Sequential(*layers)
         self.proj_out = nn.Linear(channels * final_size * final_size, latent_dim)
 
-    def forward(self, images: torch.Tensor, return_dict: bool = True) -> PDAEEncoderOutput | tuple:
-        """
-        Args:
-            images (`torch.Tensor` of shape `(B, in_channels, sample_size, sample_size)`): images in [-1, 1].
-            return_dict (`bool`, defaults to `True`): return a [`PDAEEncoderOutput`] instead of a tuple.
-
-        Returns:
-            [`PDAEEncoderOutput`] with `z` of shape `(B, latent_dim)`, or `(z,)`.
-        """
-        check_image_batch(self, images)
-        z = self.proj_out(self.down(self.conv_in(images.to(self.dtype))))
-        return PDAEEncoderOutput(z=z) if return_dict else (z,)
+    def compute_codes(self, images: torch.Tensor) -> torch.Tensor:
+        return self.proj_out(self.down(self.conv_in(images)))

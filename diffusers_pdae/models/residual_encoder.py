@@ -9,7 +9,7 @@ from diffusers.models.activations import get_activation
 from diffusers.models.unets.unet_2d_blocks import UNetMidBlock2D, get_down_block
 from torch import nn
 
-from .encoder import PDAEEncoderOutput, check_image_batch
+from .encoder import PDAEEncoderMixin
 from .unet_features import SUPPORTED_DOWN_BLOCKS
 
 # UNet2DModel config entries that fix the shape of the down half and its mid block.
@@ -28,7 +28,7 @@ UNET_DOWN_HALF_KEYS = (
 )
 
 
-class PDAEResidualEncoder(ModelMixin, ConfigMixin):
+class PDAEResidualEncoder(PDAEEncoderMixin, ModelMixin, ConfigMixin):
     r"""
     An encoder built from diffusers' own U-Net blocks: a 3x3 input convolution, down blocks of `ResnetBlock2D`s (with
     self-attention in `AttnDownBlock2D`s) that halve the resolution between levels, a `UNetMidBlock2D`, then
@@ -149,22 +149,12 @@ class PDAEResidualEncoder(ModelMixin, ConfigMixin):
                 )
         self.requires_grad_(True)
 
-    def forward(self, images: torch.Tensor, return_dict: bool = True) -> PDAEEncoderOutput | tuple:
-        """
-        Args:
-            images (`torch.Tensor` of shape `(B, in_channels, sample_size, sample_size)`): images in [-1, 1].
-            return_dict (`bool`, defaults to `True`): return a [`PDAEEncoderOutput`] instead of a tuple.
-
-        Returns:
-            [`PDAEEncoderOutput`] with `z` of shape `(B, latent_dim)`, or `(z,)`.
-        """
-        check_image_batch(self, images)
-        hidden = self.conv_in(images.to(self.dtype))
+    def compute_codes(self, images: torch.Tensor) -> torch.Tensor:
+        hidden = self.conv_in(images)
         for block in self.down_blocks:
             hidden, _ = block(hidden)
         hidden = self.conv_act(self.conv_norm_out(self.mid_block(hidden)))
-        z = self.proj_out(hidden.mean(dim=(2, 3)))
-        return PDAEEncoderOutput(z=z) if return_dict else (z,)
+        return self.proj_out(hidden.mean(dim=(2, 3)))
 
 
 def _check_layout(

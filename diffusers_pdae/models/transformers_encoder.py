@@ -11,13 +11,13 @@ from diffusers.configuration_utils import register_to_config
 from torch import nn
 from transformers import AutoConfig, AutoModel, PretrainedConfig
 
-from .encoder import PDAEEncoderOutput, check_image_batch
+from .encoder import PDAEEncoderMixin
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-class PDAETransformersEncoder(ModelMixin, ConfigMixin):
+class PDAETransformersEncoder(PDAEEncoderMixin, ModelMixin, ConfigMixin):
     r"""
     An encoder whose features come from a `transformers` vision backbone (`AutoModel`), pooled and projected to z by
     a trainable LayerNorm -> Linear head.
@@ -98,7 +98,10 @@ class PDAETransformersEncoder(ModelMixin, ConfigMixin):
         Args:
             pretrained_model_name_or_path (`str` or `os.PathLike`): a Hub id (e.g. `"facebook/dinov2-small"`) or a
                 local folder saved with `save_pretrained`.
-            in_channels, sample_size, latent_dim, freeze_backbone: as in the class.
+            in_channels (`int`, defaults to 3): image channels (1 or the backbone's `num_channels`).
+            sample_size (`int`, defaults to 32): image height and width.
+            latent_dim (`int`, defaults to 64): width of the code z.
+            freeze_backbone (`bool`, defaults to `False`): train only the head.
             kwargs (`dict[str, Any]`, *optional*): `backbone_image_size`, `image_mean`, `image_std`.
 
         Raises:
@@ -134,7 +137,7 @@ class PDAETransformersEncoder(ModelMixin, ConfigMixin):
     def backbone_inputs(self, images: torch.Tensor) -> torch.Tensor:
         """Images `(B, in_channels, sample_size, sample_size)` in [-1, 1] -> the backbone's `pixel_values`
         `(B, num_channels, image_size, image_size)`."""
-        pixels = (images.to(self.dtype) + 1) / 2
+        pixels = (images + 1) / 2
         if pixels.shape[1] != self.pixel_mean.shape[1]:
             pixels = pixels.expand(-1, self.pixel_mean.shape[1], -1, -1)
         pixels = (pixels - self.pixel_mean) / self.pixel_std
@@ -144,20 +147,10 @@ class PDAETransformersEncoder(ModelMixin, ConfigMixin):
             )
         return pixels
 
-    def forward(self, images: torch.Tensor, return_dict: bool = True) -> PDAEEncoderOutput | tuple:
-        """
-        Args:
-            images (`torch.Tensor` of shape `(B, in_channels, sample_size, sample_size)`): images in [-1, 1].
-            return_dict (`bool`, defaults to `True`): return a [`PDAEEncoderOutput`] instead of a tuple.
-
-        Returns:
-            [`PDAEEncoderOutput`] with `z` of shape `(B, latent_dim)`, or `(z,)`.
-        """
-        check_image_batch(self, images)
+    def compute_codes(self, images: torch.Tensor) -> torch.Tensor:
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.config.freeze_backbone):
             features = _pooled(self.backbone(pixel_values=self.backbone_inputs(images)))
-        z = self.proj_out(features)
-        return PDAEEncoderOutput(z=z) if return_dict else (z,)
+        return self.proj_out(features)
 
 
 def _backbone_config_from_dict(backbone_config: dict) -> PretrainedConfig:

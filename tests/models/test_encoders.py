@@ -162,7 +162,7 @@ def test_a_pipeline_on_each_design_saves_its_code_and_reloads_bit_for_bit(design
     assert json.loads((tmp_path / "model_index.json").read_text())["encoder"] == ["pdae_encoder", name]
     code = (tmp_path / "encoder" / "pdae_encoder.py").read_text()
     compile(code, "pdae_encoder.py", "exec")
-    assert f"class {name}(ModelMixin, ConfigMixin)" in code
+    assert f"class {name}(PDAEEncoderMixin, ModelMixin, ConfigMixin)" in code
     images = tiny_images(2)
     for loader in (PDAEPipeline, DiffusionPipeline):
         loaded = loader.from_pretrained(tmp_path)
