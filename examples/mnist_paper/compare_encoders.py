@@ -38,6 +38,7 @@ from diffusers_pdae.image_utils import labelled_rows
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TARGETS = {"probe": 0.97, "gap_ratio": 0.5, "z_only_ssim_T100": 0.92}
+NUM_EXAMPLES = 10  # digits in the grid (reconstruction_study keeps its first 10)
 # Run names that train_encoder_design.sh makes with one command each.
 SCRIPTED_DESIGNS = ("light", "residual", "residual-warm", "convnext")
 
@@ -57,6 +58,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--curve_digits", type=int, default=128)
     parser.add_argument("--curve_stride", type=int, default=40)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="Keep the figures of runs already in --out/encoders.json with the same name, folder and settings; "
+        "evaluate only the others.",
+    )
     args = parser.parse_args(argv)
     runs = {}
     for entry in args.run:
@@ -96,6 +103,25 @@ def z_only_ssim(pipeline: PDAEPipeline, images: torch.Tensor, steps: int, seed: 
     return summarise(image_scores(decoded, references)["ssim"]), decoded
 
 
+def settings_of(args: argparse.Namespace) -> dict:
+    """What a run's figures depend on besides its folder."""
+    keys = ("reconstruction_digits", "steps", "z_only_steps", "probe_train", "probe_test", "curve_digits", "seed")
+    return {key: getattr(args, key) for key in (*keys, "curve_stride")}
+
+
+def reusable_results(args: argparse.Namespace) -> dict:
+    """Runs of a previous `encoders.json` in --out that were measured on the same folder with the same settings."""
+    path = Path(args.out, "encoders.json")
+    if not args.reuse or not path.is_file():
+        return {}
+    previous = json.loads(path.read_text())["runs"]
+    return {
+        name: result
+        for name, result in previous.items()
+        if result.get("folder") == args.runs.get(name) and result.get("settings") == settings_of(args)
+    }
+
+
 def evaluate_run(pipeline: PDAEPipeline, data: dict, args: argparse.Namespace) -> tuple[dict, dict]:
     started = time.perf_counter()
     recon_images = data["test_images"][data["recon_idx"]]
@@ -130,9 +156,23 @@ def evaluate_run(pipeline: PDAEPipeline, data: dict, args: argparse.Namespace) -
         "gap_ratio": gaps["pdae"] / gaps["dpm"],
         "seconds": time.perf_counter() - started,
     }
-    pictures = {steps: examples[steps] for steps in args.steps}
-    pictures["z_only_long"] = decoded_long[: len(examples[args.steps[0]]["original"])]
+    first = examples[min(args.steps)]
+    pictures = {"original": first["original"], "inferred": first["pdae_inferred_xT"]}
+    pictures["z_only_long"] = decoded_long[: len(first["original"])]
     return result, pictures
+
+
+def example_pictures(pipeline: PDAEPipeline, data: dict, args: argparse.Namespace) -> dict:
+    """The grid rows of a reused run: its first digits, decoded with the same steps and x_T as `evaluate_run` drew
+    (computed on these digits alone, so a pixel may differ in the last bit)."""
+    all_images = data["test_images"][data["recon_idx"]]
+    images = all_images[:NUM_EXAMPLES]
+    noise = torch.randn(all_images.shape, generator=torch.Generator().manual_seed(args.seed))[:NUM_EXAMPLES]
+    z = pipeline.encode(images)
+    steps = min(args.steps)
+    inferred = pipeline.decode(pipeline.invert(images, z, steps), z, steps, output_type="pt").images
+    z_only = pipeline.decode(noise, z, args.z_only_steps, output_type="pt").images
+    return {"original": (images / 2 + 0.5).clamp(0, 1), "inferred": inferred.float().cpu(), "z_only_long": z_only}
 
 
 def load_data(args: argparse.Namespace, size: int) -> dict:
@@ -278,17 +318,23 @@ def main(argv=None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     step_times = json.loads(Path(args.step_times).read_text())["pdae_step_by_encoder"] if args.step_times else {}
     results, rows, data = {}, None, None
+    reusable = reusable_results(args)
     for name, folder in args.runs.items():
         print(f"[compare] {name}: {folder}", flush=True)
         pipeline = PDAEPipeline.from_pretrained(folder)
         pipeline.set_progress_bar_config(disable=True)
         data = data or load_data(args, pipeline.unet.config.sample_size)
-        results[name], pictures = evaluate_run(pipeline, data, args)
-        results[name]["training"] = training_summary(folder)
-        rows = rows or [("original", pictures[min(args.steps)]["original"])]
-        rows.append((f"{name}: inferred x_T, T={min(args.steps)}", pictures[min(args.steps)]["pdae_inferred_xT"]))
+        if name in reusable:
+            results[name] = reusable[name]
+            pictures = example_pictures(pipeline, data, args)
+            print(f"[compare] {name}: figures reused from {out / 'encoders.json'}", flush=True)
+        else:
+            results[name], pictures = evaluate_run(pipeline, data, args)
+            results[name].update(training=training_summary(folder), folder=folder, settings=settings_of(args))
+            print(f"[compare] {name} done in {results[name]['seconds']:.0f} s", flush=True)
+        rows = rows or [("original", pictures["original"])]
+        rows.append((f"{name}: inferred x_T, T={min(args.steps)}", pictures["inferred"]))
         rows.append((f"{name}: z only, T={args.z_only_steps}", pictures["z_only_long"]))
-        print(f"[compare] {name} done in {results[name]['seconds']:.0f} s", flush=True)
     labelled_rows(rows).save(out / "reconstructions.png")
     (out / "encoders.json").write_text(json.dumps({"command": command, "runs": results}, indent=2) + "\n")
     write_report(results, args, step_times, command)

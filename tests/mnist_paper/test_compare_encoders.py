@@ -47,6 +47,15 @@ def test_the_trained_encoder_beats_an_untrained_one_in_every_column(tmp_path, ca
     assert (out / "reconstructions.png").stat().st_size > 0
     assert "| shipped |" in capsys.readouterr().out
 
+    # --reuse keeps the measured runs and evaluates only a new one
+    again = load_study_script("compare_encoders").main(
+        ["--run", f"shipped={checkpoint_path('pdae-mnist')}", "--run", f"copy={tmp_path / 'untrained'}",
+         "--out", str(out), "--reuse", *TINY]
+    )  # fmt: skip
+    assert again["shipped"] == results["shipped"]
+    assert again["copy"]["probe_accuracy"] == fresh["probe_accuracy"] and again["copy"]["seconds"] != fresh["seconds"]
+    assert "figures reused" in capsys.readouterr().out
+
 
 def test_a_run_that_is_not_a_pipeline_folder_is_refused_before_any_work(tmp_path, capsys):
     with pytest.raises(SystemExit):
