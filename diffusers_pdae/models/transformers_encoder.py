@@ -28,7 +28,9 @@ class PDAETransformersEncoder(PDAEEncoderMixin, ModelMixin, ConfigMixin):
     positions.
 
     The backbone is built from `backbone_config` alone, so a saved encoder loads offline and never runs code from a
-    Hub repo; its weights are saved with the head's. Start from pre-trained Hub weights with
+    Hub repo; its weights are saved with the head's. Every argument is keyword-only: diffusers records positional
+    arguments as defaults, and `from_config` (which EMA copies and checkpoint export rely on) would then drop
+    `backbone_config`. Start from pre-trained Hub weights with
     [`PDAETransformersEncoder.from_backbone`].
 
     Parameters:
@@ -49,6 +51,7 @@ class PDAETransformersEncoder(PDAEEncoderMixin, ModelMixin, ConfigMixin):
     @register_to_config
     def __init__(
         self,
+        *,
         backbone_config: dict,
         in_channels: int = 3,
         sample_size: int = 32,

@@ -141,4 +141,6 @@ def build_encoder(args: argparse.Namespace, unet: UNet2DModel) -> EncoderModel:
             args.encoder_backbone, **size, latent_dim=args.latent_dim, **options
         )
     backbone_config = AutoConfig.from_pretrained(os.fspath(args.encoder_backbone_config))
-    return PDAETransformersEncoder(backbone_config.to_dict(), **size, latent_dim=args.latent_dim, **options)
+    return PDAETransformersEncoder(
+        backbone_config=backbone_config.to_dict(), **size, latent_dim=args.latent_dim, **options
+    )

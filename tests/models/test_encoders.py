@@ -37,7 +37,9 @@ def tiny_residual_encoder(seed: int = 1) -> PDAEResidualEncoder:
 def tiny_transformers_encoder(seed: int = 1, **kwargs) -> PDAETransformersEncoder:
     torch.manual_seed(seed)
     config = tiny_vit_config().to_dict()
-    return PDAETransformersEncoder(config, in_channels=1, sample_size=16, latent_dim=LATENT_DIM, **kwargs).eval()
+    return PDAETransformersEncoder(
+        backbone_config=config, in_channels=1, sample_size=16, latent_dim=LATENT_DIM, **kwargs
+    ).eval()
 
 
 DESIGNS = {"light": tiny_encoder, "residual": tiny_residual_encoder, "transformers": tiny_transformers_encoder}
@@ -52,7 +54,10 @@ def test_each_design_maps_images_to_codes_and_reloads_bit_for_bit(design, tmp_pa
     assert not torch.allclose(z[0], z[1])
     encoder.save_pretrained(tmp_path)
     assert not list(tmp_path.glob("*.bin"))
-    for loaded in (type(encoder).from_pretrained(tmp_path), load_encoder(tmp_path)):
+    # from_config is how EMA copies and checkpoint exports rebuild a model: it must keep the whole config
+    rebuilt = type(encoder).from_config(encoder.config)
+    rebuilt.load_state_dict(encoder.state_dict())
+    for loaded in (type(encoder).from_pretrained(tmp_path), load_encoder(tmp_path), rebuilt):
         assert type(loaded) is type(encoder)
         assert torch.equal(loaded.eval()(images).z, z)
     expected = rf"{type(encoder).__name__} expects images of shape \(batch_size, 1, 16, 16\)"
@@ -122,7 +127,7 @@ def test_transformers_encoder_loads_a_pretrained_backbone_and_keeps_it_frozen(tm
 
 def test_transformers_encoder_feeds_the_backbone_what_it_expects():
     encoder = PDAETransformersEncoder(
-        tiny_vit_config(image_size=32).to_dict(), in_channels=1, sample_size=16, latent_dim=LATENT_DIM,
+        backbone_config=tiny_vit_config(image_size=32).to_dict(), in_channels=1, sample_size=16, latent_dim=LATENT_DIM,
         image_mean=(0.5, 0.5, 0.5), image_std=(0.5, 0.5, 0.5),
     )  # fmt: skip
     images = tiny_images(2)

@@ -88,7 +88,7 @@ def test_runs_with_a_frozen_pretrained_backbone_and_a_warm_started_residual_enco
     frozen = tmp_path / "frozen"
     result = launch(TRAIN_PDAE, [*common, "--output_dir", str(frozen), "--encoder_type", "transformers",
                                  "--encoder_backbone", backbone_folder, "--freeze_encoder_backbone",
-                                 "--checkpointing_steps", "2"])  # fmt: skip
+                                 "--checkpointing_steps", "2", "--use_ema"])  # fmt: skip
     assert_ok(result)
     weights = load_file(frozen / "encoder" / "diffusion_pytorch_model.safetensors")
     original = load_file(f"{backbone_folder}/model.safetensors")
