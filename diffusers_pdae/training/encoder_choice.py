@@ -31,7 +31,7 @@ DESIGN_FLAGS = {
 
 
 def add_encoder_args(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("encoder design (docs/results/encoders.md compares them)")
+    group = parser.add_argument_group("encoder design (docs/results/encoders/README.md compares them)")
     group.add_argument(
         "--encoder_type",
         choices=list(ENCODER_TYPES),
@@ -103,6 +103,11 @@ def check_encoder_args(args: argparse.Namespace) -> None:
             "--encoder_type transformers needs exactly one of --encoder_backbone (pre-trained weights) or "
             "--encoder_backbone_config (random initialisation)."
         )
+    for flag in ("encoder_backbone", "encoder_backbone_config"):
+        value = getattr(args, flag)
+        looks_local = value is not None and (value.endswith(".json") or value.startswith(("/", ".", "~")))
+        if looks_local and not os.path.exists(os.path.expanduser(value)):
+            raise ValueError(f"--{flag} {value}: no such file or folder (give a local path that exists, or a Hub id).")
     if args.encoder_type == "light":
         for flag, default in LIGHT_DEFAULTS.items():
             if getattr(args, flag) is None:

@@ -43,6 +43,10 @@ def backbone_folder(tmp_path_factory) -> str:
             "needs exactly one of --encoder_backbone",
         ),
         (["--encoder_type", "residual", "--init_from_pipeline", "folder"], "drop --encoder_type"),
+        (
+            ["--encoder_type", "transformers", "--encoder_backbone_config", "./missing/convnext.json"],
+            "--encoder_backbone_config ./missing/convnext.json: no such file or folder",
+        ),
     ],
 )
 def test_encoder_flags_that_do_not_fit_the_design_are_refused_before_anything_loads(train_pdae, argv, message):
