@@ -223,8 +223,12 @@ def main(argv=None):
 
     def release_pipeline() -> PDAEPipeline:
         pipeline = build_pipeline()
-        pipeline.unet.to(dtype=torch.float32)
-        return pipeline
+        if pipeline.unet.dtype == torch.float32:
+            return pipeline
+        # The frozen UNet ran in the weight dtype (bf16/fp16): release the pre-trained weights themselves, not their
+        # rounding, and leave the training copy as it is.
+        original_unet, _ = load_frozen_dpm(args.pretrained_model_name_or_path)
+        return PDAEPipeline(original_unet, pipeline.scheduler, pipeline.encoder, pipeline.gradient_estimator)
 
     def measure(global_step: int) -> tuple[dict, PIL.Image.Image]:
         pipeline = build_pipeline()

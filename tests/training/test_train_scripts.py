@@ -76,6 +76,19 @@ def test_two_steps_on_an_image_folder(tiny_dpm, image_folder, tmp_path):
     assert list((out / "logs").rglob("events.out.tfevents.*"))
 
 
+@pytest.mark.slow  # a whole script launch
+def test_a_bf16_run_releases_the_pretrained_unet_bit_for_bit(tiny_dpm, image_folder, tmp_path):
+    out = tmp_path / "out"
+    result = launch(TRAIN_PDAE, ["--pretrained_model_name_or_path", tiny_dpm, "--train_data_dir", image_folder,
+                                 "--output_dir", str(out), "--max_train_steps", "2", "--mixed_precision", "bf16",
+                                 *FAST_FLAGS])  # fmt: skip
+    assert_ok(result)
+    released = load_file(out / "unet" / "diffusion_pytorch_model.safetensors")
+    original = load_file(Path(tiny_dpm) / "unet" / "diffusion_pytorch_model.safetensors")
+    assert released.keys() == original.keys()
+    assert all(torch.equal(released[key], original[key]) for key in original)
+
+
 @pytest.mark.slow  # a whole script launch (15-25 s): the end-to-end suite
 def test_two_steps_on_bundled_mnist_and_dpm_pretraining(tmp_path):
     dpm = tmp_path / "dpm"
