@@ -272,7 +272,18 @@ def provenance_lines(results: dict) -> list[str]:
     return lines
 
 
-def write_report(results: dict, args: argparse.Namespace, step_times: dict, command: str) -> None:
+def timing_text(timing: dict) -> str:
+    if not timing:
+        return "No step times were given (--step_times)."
+    seconds = timing["seconds_per_step"]
+    return (
+        "Seconds per training step: median of `benchmarks/benchmark_training_step.py` (bf16 autocast, batch "
+        f"{timing['batch_size']}, {timing['threads']} torch thread(s)); a DDPM step of the same UNet takes "
+        f"{seconds['ddpm bf16-autocast']:.3f} s there."
+    )
+
+
+def write_report(results: dict, args: argparse.Namespace, step_times: dict, command: str, timing: dict) -> None:
     out = Path(args.out)
     first = next(iter(results.values()))
     lines = [
@@ -283,8 +294,7 @@ def write_report(results: dict, args: argparse.Namespace, step_times: dict, comm
         f"Test digits: {args.reconstruction_digits} class-balanced for the reconstructions (T DDIM steps for both the "
         "inversion and the decoding; z only = decoded from a seeded random x_T), all 2,000 for the probe (fit on all "
         f"8,000 train digits, C picked on a held-out fifth), {args.curve_digits} for the posterior-mean gap (every "
-        f"{args.curve_stride}th t plus the small ones; ratio of averages over all t). Seconds per training step: "
-        "median of `benchmarks/benchmark_training_step.py` on this machine (see below).",
+        f"{args.curve_stride}th t plus the small ones; ratio of averages over all t). {timing_text(timing)}",
         "",
         *table_rows(results, args, step_times),
         "",
@@ -316,7 +326,8 @@ def main(argv=None) -> dict:
     command = "python examples/mnist_paper/compare_encoders.py " + " ".join(shlex.quote(a) for a in shown)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    step_times = json.loads(Path(args.step_times).read_text())["pdae_step_by_encoder"] if args.step_times else {}
+    timing = json.loads(Path(args.step_times).read_text()) if args.step_times else {}
+    step_times = timing.get("pdae_step_by_encoder", {})
     results, rows, data = {}, None, None
     reusable = reusable_results(args)
     for name, folder in args.runs.items():
@@ -337,7 +348,7 @@ def main(argv=None) -> dict:
         rows.append((f"{name}: z only, T={args.z_only_steps}", pictures["z_only_long"]))
     labelled_rows(rows).save(out / "reconstructions.png")
     (out / "encoders.json").write_text(json.dumps({"command": command, "runs": results}, indent=2) + "\n")
-    write_report(results, args, step_times, command)
+    write_report(results, args, step_times, command, timing)
     print("\n".join(table_rows(results, args, step_times)))
     return results
 
