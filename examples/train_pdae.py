@@ -46,6 +46,7 @@ from diffusers_pdae.training import (
     make_parser,
     pdae_model_card,
     pdae_training_loss,
+    positive_float,
     positive_int,
     register_training_state,
     sample_noise_and_timesteps,
@@ -76,6 +77,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--warm_start_from_unet", action="store_true", help="Initialise G's decoder half from the UNet's up blocks."
+    )
+    parser.add_argument(
+        "--gradient_estimator_resnets_per_block",
+        type=positive_int,
+        default=None,
+        help="Resnets in each of G's up blocks (default: the UNet's, layers_per_block + 1); fewer make G lighter.",
+    )
+    parser.add_argument(
+        "--gradient_estimator_width_multiplier",
+        type=positive_float,
+        default=1.0,
+        help="G's widths as a fraction of the UNet's (e.g. 0.5); not with --warm_start_from_unet.",
     )
     parser.add_argument(
         "--init_from_pipeline",
@@ -112,6 +125,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     check_encoder_args(args)
     if args.init_from_pipeline is not None and args.encoder_type != "light":
         raise ValueError("--init_from_pipeline trains that pipeline's own encoder further; drop --encoder_type.")
+    if args.init_from_pipeline is not None and (
+        args.gradient_estimator_resnets_per_block is not None or args.gradient_estimator_width_multiplier != 1.0
+    ):
+        raise ValueError(
+            "--init_from_pipeline trains that pipeline's own G further; drop the --gradient_estimator_* flags."
+        )
+    if args.warm_start_from_unet and args.gradient_estimator_width_multiplier != 1.0:
+        raise ValueError(
+            "--warm_start_from_unet copies the UNet's up blocks, which needs G at the UNet's widths; drop it or "
+            "--gradient_estimator_width_multiplier."
+        )
     return args
 
 
@@ -128,7 +152,12 @@ def build_trainable_models(
     else:
         encoder = build_encoder(args, unet)
         gradient_estimator = GradientEstimator.from_unet(
-            unet, latent_dim=args.latent_dim, warm_start=args.warm_start_from_unet, noise_scheduler=noise_scheduler
+            unet,
+            latent_dim=args.latent_dim,
+            warm_start=args.warm_start_from_unet,
+            noise_scheduler=noise_scheduler,
+            width_multiplier=args.gradient_estimator_width_multiplier,
+            resnets_per_up_block=args.gradient_estimator_resnets_per_block,
         )
     # Weights copied from a frozen UNet may arrive with requires_grad=False; both models must train (a backbone
     # frozen by --freeze_encoder_backbone stays frozen: PDAETransformersEncoder.requires_grad_ keeps it so).

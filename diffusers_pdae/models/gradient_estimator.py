@@ -69,6 +69,12 @@ class GradientEstimator(ModelMixin, ConfigMixin):
         resnet_time_scale_shift (`str`, defaults to `"default"`): as in the UNet.
         upsample_type (`str`, defaults to `"conv"`): as in the UNet.
         dropout (`float`, defaults to 0.0): as in the UNet.
+        resnets_per_up_block (`int`, *optional*): resnets in each of G's up blocks, at most `layers_per_block + 1`
+            (the default, as in the UNet). Fewer make a lighter G: resnet i takes the UNet's i-th skip from the end
+            of its level, and the level's earliest skips go unused.
+        up_block_out_channels (`tuple[int]`, *optional*): G's own widths, in the order of `block_out_channels`
+            (defaults to the UNet's). Narrower widths make a lighter G; G still reads the UNet's skips at their
+            widths. Each must be divisible by `norm_num_groups` (and, at attention levels, `attention_head_dim`).
         train_noise_schedule (`dict`, *optional*): the noise schedule G was trained with (the scheduler config's
             `num_train_timesteps`, `beta_schedule`, `beta_start`, `beta_end`, `trained_betas`); c_t and lambda_t
             depend on it, so a pipeline with another schedule is refused. Recorded by `from_unet(...,
@@ -94,6 +100,8 @@ class GradientEstimator(ModelMixin, ConfigMixin):
         upsample_type: str = "conv",
         dropout: float = 0.0,
         train_noise_schedule: dict | None = None,
+        resnets_per_up_block: int | None = None,
+        up_block_out_channels: tuple[int, ...] | None = None,
     ):
         super().__init__()
         if len(block_out_channels) != len(up_block_types):
@@ -106,22 +114,36 @@ class GradientEstimator(ModelMixin, ConfigMixin):
                 raise ValueError(f"Unsupported up block {block_type!r}; supported: {SUPPORTED_UP_BLOCKS}.")
         temb_channels = temb_channels or 4 * block_out_channels[0]
         z_embed_dim = z_embed_dim or temb_channels
+        resnets_per_up_block = resnets_per_up_block or layers_per_block + 1
+        up_block_out_channels = tuple(up_block_out_channels or block_out_channels)
+        _check_light_layout(
+            block_out_channels,
+            up_block_types,
+            layers_per_block,
+            norm_num_groups,
+            attention_head_dim,
+            resnets_per_up_block,
+            up_block_out_channels,
+        )
 
         self.z_embedding = nn.Linear(latent_dim, z_embed_dim)
 
-        reversed_channels = list(reversed(block_out_channels))
-        output_channel = reversed_channels[0]
+        skip_channels = list(reversed(block_out_channels))
+        widths = list(reversed(up_block_out_channels))
+        output_channel = skip_channels[0]  # the first block starts from the UNet's mid-block output
         self.up_blocks = nn.ModuleList()
         for i, block_type in enumerate(up_block_types):
-            prev_output_channel, output_channel = output_channel, reversed_channels[i]
+            prev_output_channel, output_channel = output_channel, widths[i]
             self.up_blocks.append(
                 GradientEstimatorUpBlock(
-                    in_channels=reversed_channels[min(i + 1, len(block_out_channels) - 1)],
+                    in_channels=skip_channels[min(i + 1, len(block_out_channels) - 1)],
                     prev_output_channel=prev_output_channel,
                     out_channels=output_channel,
+                    skip_channels=skip_channels[i],
+                    num_skips=layers_per_block + 1,
                     temb_channels=temb_channels,
                     z_channels=z_embed_dim,
-                    num_layers=layers_per_block + 1,
+                    num_layers=resnets_per_up_block,
                     add_attention=block_type == "AttnUpBlock2D",
                     add_upsample=i < len(block_out_channels) - 1,
                     upsample_type=upsample_type,
@@ -134,9 +156,9 @@ class GradientEstimator(ModelMixin, ConfigMixin):
                 )
             )
 
-        self.conv_norm_out = nn.GroupNorm(num_channels=block_out_channels[0], num_groups=norm_num_groups, eps=norm_eps)
+        self.conv_norm_out = nn.GroupNorm(num_channels=widths[-1], num_groups=norm_num_groups, eps=norm_eps)
         self.conv_act = get_activation(act_fn)
-        self.conv_out = nn.Conv2d(block_out_channels[0], out_channels, kernel_size=3, padding=1)
+        self.conv_out = nn.Conv2d(widths[-1], out_channels, kernel_size=3, padding=1)
         nn.init.zeros_(self.conv_out.weight)
         nn.init.zeros_(self.conv_out.bias)
 
@@ -147,6 +169,7 @@ class GradientEstimator(ModelMixin, ConfigMixin):
         latent_dim: int = 64,
         warm_start: bool = False,
         noise_scheduler: SchedulerMixin | None = None,
+        width_multiplier: float = 1.0,
         **kwargs,
     ) -> GradientEstimator:
         """Build a gradient estimator shaped like `unet`'s decoder half.
@@ -158,6 +181,8 @@ class GradientEstimator(ModelMixin, ConfigMixin):
                 code projections stay freshly initialised and the output conv stays zero, so G = 0 still).
             noise_scheduler (`SchedulerMixin`, *optional*): the DPM's training scheduler, recorded as
                 `train_noise_schedule` so pipelines with another schedule are refused.
+            width_multiplier (`float`, defaults to 1.0): G's widths as a fraction of the UNet's, each rounded to a
+                multiple of `norm_num_groups` (sets `up_block_out_channels`; not with `warm_start`).
             kwargs (`dict[str, Any]`, *optional*): overrides of other config entries (e.g. `z_embed_dim`,
                 `dropout`).
 
@@ -175,6 +200,10 @@ class GradientEstimator(ModelMixin, ConfigMixin):
         )
         if noise_scheduler is not None:
             config["train_noise_schedule"] = noise_schedule_of(noise_scheduler)
+        if width_multiplier != 1.0:
+            config["up_block_out_channels"] = scaled_widths(
+                unet.config.block_out_channels, width_multiplier, unet.config.norm_num_groups
+            )
         config.update(kwargs)
         estimator = cls(latent_dim=latent_dim, **config)
         if warm_start:
@@ -182,12 +211,27 @@ class GradientEstimator(ModelMixin, ConfigMixin):
         return estimator
 
     def warm_start_from(self, unet: UNet2DModel) -> None:
-        """Copy the UNet's up-block and output-norm weights into G and make every parameter of G trainable."""
-        missing, unexpected = self.up_blocks.load_state_dict(unet.up_blocks.state_dict(), strict=False)
-        if unexpected or any(".z_proj." not in key for key in missing):
+        """Copy the UNet's up-block and output-norm weights into G and make every parameter of G trainable.
+
+        A G with fewer resnets per up block takes the UNet's first ones of each level; a G of other widths cannot be
+        warm-started.
+        """
+        widths = tuple(self.config.up_block_out_channels or self.config.block_out_channels)
+        if widths != tuple(unet.config.block_out_channels):
             raise ValueError(
-                f"The UNet's up blocks do not match this GradientEstimator (missing {missing[:3]}, unexpected "
-                f"{unexpected[:3]}); build it with GradientEstimator.from_unet(unet)."
+                f"G's widths {widths} differ from the UNet's {tuple(unet.config.block_out_channels)}, so its up "
+                "blocks cannot be copied; train it without warm start (or keep the UNet's widths)."
+            )
+        unet_weights = unet.up_blocks.state_dict()
+        own_keys = set(self.up_blocks.state_dict())
+        missing, unexpected = self.up_blocks.load_state_dict(
+            {key: value for key, value in unet_weights.items() if key in own_keys}, strict=False
+        )
+        left_out = [key for key in unet_weights if key not in own_keys]
+        if unexpected or any(".z_proj." not in key for key in missing) or not all(map(_is_dropped_layer, left_out)):
+            raise ValueError(
+                f"The UNet's up blocks do not match this GradientEstimator (missing {missing[:3]}, not copied "
+                f"{left_out[:3]}); build it with GradientEstimator.from_unet(unet)."
             )
         self.conv_norm_out.load_state_dict(unet.conv_norm_out.state_dict())
         # Weights copied from a frozen UNet keep requires_grad=False in some flows; G must train.
@@ -256,8 +300,9 @@ class GradientEstimator(ModelMixin, ConfigMixin):
         # crashes on such inputs, so hand G contiguous tensors.
         hidden_states = mid_block_res_sample.to(self.dtype).contiguous()
         skips = [skip.to(self.dtype).contiguous() for skip in down_block_res_samples]
+        skips_per_block = self.config.layers_per_block + 1
         for block in self.up_blocks:
-            block_skips, skips = skips[-len(block.resnets) :], skips[: -len(block.resnets)]
+            block_skips, skips = skips[-skips_per_block:], skips[:-skips_per_block]
             hidden_states = block(hidden_states, block_skips, temb, zemb)
         if skips:
             raise ValueError(
@@ -272,6 +317,49 @@ class GradientEstimator(ModelMixin, ConfigMixin):
     def from_features(self, features: UNetFeatures, z: torch.Tensor) -> torch.Tensor:
         """G(x_t, z, t) from a [`UNetFeatures`] of the frozen UNet's pass over x_t. Shape `(B, C, H, W)`."""
         return self(features.down_block_res_samples, features.mid_block_res_sample, features.temb, z).sample
+
+
+def _check_light_layout(
+    block_out_channels: tuple[int, ...],
+    up_block_types: tuple[str, ...],
+    layers_per_block: int,
+    norm_num_groups: int,
+    attention_head_dim: int | None,
+    resnets_per_up_block: int,
+    up_block_out_channels: tuple[int, ...],
+) -> None:
+    """Raise a `ValueError` naming a lighter-G setting that cannot be built for this UNet layout."""
+    if not 1 <= resnets_per_up_block <= layers_per_block + 1:
+        raise ValueError(
+            f"resnets_per_up_block must be between 1 and layers_per_block + 1 = {layers_per_block + 1} (one per skip "
+            f"of the UNet's level), got {resnets_per_up_block}."
+        )
+    if len(up_block_out_channels) != len(block_out_channels):
+        raise ValueError(
+            f"up_block_out_channels {tuple(up_block_out_channels)} needs one width per level of block_out_channels "
+            f"{tuple(block_out_channels)}."
+        )
+    for width, block_type in zip(reversed(up_block_out_channels), up_block_types, strict=True):
+        head_dim = attention_head_dim or width
+        needs_heads = block_type == "AttnUpBlock2D"
+        if width % norm_num_groups or (needs_heads and width % head_dim):
+            raise ValueError(
+                f"G's width {width} must be divisible by norm_num_groups {norm_num_groups}"
+                + (f" and by attention_head_dim {head_dim}" if needs_heads else "")
+                + f"; got up_block_out_channels {tuple(up_block_out_channels)}."
+            )
+
+
+def scaled_widths(block_out_channels: tuple[int, ...], multiplier: float, multiple: int) -> tuple[int, ...]:
+    """`block_out_channels` times `multiplier`, each rounded to the nearest positive multiple of `multiple`."""
+    if not multiplier > 0:
+        raise ValueError(f"The width multiplier must be positive, got {multiplier}.")
+    return tuple(max(multiple, multiple * round(width * multiplier / multiple)) for width in block_out_channels)
+
+
+def _is_dropped_layer(key: str) -> bool:
+    """Whether an up-block weight of the UNet belongs to a resnet or attention that a lighter G leaves out."""
+    return ".resnets." in key or ".attentions." in key
 
 
 def noise_schedule_of(scheduler: SchedulerMixin) -> dict:

@@ -73,7 +73,12 @@ class ZShiftResnetBlock2D(ResnetBlock2D):
 
 
 class GradientEstimatorUpBlock(nn.Module):
-    """One up block of G, laid out like diffusers' `UpBlock2D` / `AttnUpBlock2D` (same channels, same names)."""
+    """One up block of G, laid out like diffusers' `UpBlock2D` / `AttnUpBlock2D` (same channels, same names).
+
+    A lighter G may have fewer resnets than the UNet has skips at this level (`num_layers < num_skips`): resnet i
+    still takes the i-th skip from the end, and the remaining (earliest) skips are not used. Its width
+    (`out_channels`) may also differ from the UNet's (`skip_channels`).
+    """
 
     def __init__(
         self,
@@ -93,8 +98,12 @@ class GradientEstimatorUpBlock(nn.Module):
         resnet_time_scale_shift: str,
         attention_head_dim: int,
         dropout: float,
+        skip_channels: int | None = None,
+        num_skips: int | None = None,
     ):
         super().__init__()
+        skip_channels = skip_channels or out_channels
+        num_skips = num_skips or num_layers
         resnet_kwargs = {
             "temb_channels": temb_channels,
             "z_channels": z_channels,
@@ -106,7 +115,7 @@ class GradientEstimatorUpBlock(nn.Module):
         }
         resnets, attentions = [], []
         for i in range(num_layers):
-            res_skip_channels = in_channels if i == num_layers - 1 else out_channels
+            res_skip_channels = in_channels if i == num_skips - 1 else skip_channels
             resnet_in_channels = prev_output_channel if i == 0 else out_channels
             resnets.append(
                 ZShiftResnetBlock2D(

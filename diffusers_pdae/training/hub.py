@@ -48,6 +48,8 @@ CARD_FLAGS = (
     "num_layers",
     "lambda_gamma",
     "warm_start_from_unet",
+    "gradient_estimator_resnets_per_block",
+    "gradient_estimator_width_multiplier",
     "init_from_pipeline",
     "num_class_embeds",
     "train_batch_size",
