@@ -1,3 +1,4 @@
+from .diffae_unet import DiffAEUNet2DModel
 from .encoder import PDAEEncoder, PDAEEncoderOutput
 from .encoders import ENCODER_CLASSES, load_encoder
 from .gradient_estimator import GradientEstimator, GradientEstimatorOutput
@@ -9,6 +10,7 @@ from .unet_features import UNetFeatures, check_unet_supported, unet_forward_with
 
 __all__ = [
     "ENCODER_CLASSES",
+    "DiffAEUNet2DModel",
     "GradientEstimator",
     "GradientEstimatorOutput",
     "GradientEstimatorUpBlock",
