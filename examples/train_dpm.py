@@ -45,6 +45,7 @@ from diffusers_pdae.training import (
     seed_run,
     start_hub_repo,
     start_trackers,
+    unwrap_model,
 )
 from diffusers_pdae.training.export import write_checkpoint_description
 
@@ -191,7 +192,7 @@ def main(argv=None):
         return F.mse_loss(noise_pred.float(), noise.float(), reduction="none").mean(dim=(1, 2, 3))
 
     def final_unet() -> UNet2DModel:
-        return averaged_model(accelerator.unwrap_model(unet), ema_unet)
+        return averaged_model(unwrap_model(accelerator, unet), ema_unet)
 
     def final_pipeline() -> DDPMPipeline:
         return DDPMPipeline(unet=final_unet(), scheduler=noise_scheduler)

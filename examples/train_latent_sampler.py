@@ -50,6 +50,7 @@ from diffusers_pdae.training import (
     seed_run,
     start_hub_repo,
     start_trackers,
+    unwrap_model,
 )
 from diffusers_pdae.training.export import write_checkpoint_description
 
@@ -191,7 +192,7 @@ def main(argv=None):
         return (latent_sampler(noisy, timesteps).sample.float() - noise).pow(2).mean(dim=1)
 
     def build_pipeline() -> PDAEPipeline:
-        final = averaged_model(accelerator.unwrap_model(latent_sampler), named_emas.get("latent_sampler_ema"))
+        final = averaged_model(unwrap_model(accelerator, latent_sampler), named_emas.get("latent_sampler_ema"))
         components = {**base.components, "latent_sampler": final.eval(), "latent_scheduler": latent_scheduler}
         pipeline = PDAEPipeline(**components)
         pipeline.set_progress_bar_config(disable=True)

@@ -34,6 +34,7 @@ from diffusers_pdae.training import (
     add_output_args,
     averaged_model,
     claim_output_dir,
+    compile_frozen_model,
     configure_logging,
     finalize_args,
     finish_run,
@@ -54,6 +55,7 @@ from diffusers_pdae.training import (
     seed_run,
     start_hub_repo,
     start_trackers,
+    unwrap_model,
     weight_dtype,
 )
 from diffusers_pdae.training.encoder_choice import add_encoder_args, build_encoder, check_encoder_args
@@ -177,6 +179,7 @@ def main(argv=None):
 
     unet, noise_scheduler = load_frozen_dpm(args.pretrained_model_name_or_path)
     unet.to(accelerator.device, dtype=weight_dtype(accelerator))
+    compile_frozen_model(accelerator, unet)
     args.resolution = args.resolution or unet.config.sample_size
     if args.resolution != unet.config.sample_size:
         raise ValueError(
@@ -241,9 +244,9 @@ def main(argv=None):
         )
 
     def build_pipeline() -> PDAEPipeline:
-        final_encoder = averaged_model(accelerator.unwrap_model(encoder), named_emas.get("encoder_ema"))
+        final_encoder = averaged_model(unwrap_model(accelerator, encoder), named_emas.get("encoder_ema"))
         final_estimator = averaged_model(
-            accelerator.unwrap_model(gradient_estimator), named_emas.get("gradient_estimator_ema")
+            unwrap_model(accelerator, gradient_estimator), named_emas.get("gradient_estimator_ema")
         )
         scheduler = DDIMScheduler.from_config(noise_scheduler.config, clip_sample=False)
         pipeline = PDAEPipeline(unet, scheduler, final_encoder.eval(), final_estimator.eval())

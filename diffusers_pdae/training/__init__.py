@@ -31,6 +31,7 @@ from .checkpointing import (
     resolve_resume_path,
     save_checkpoint,
     save_generator_state,
+    unwrap_model,
 )
 from .config import TrainingConfig
 from .diagnostics import RankReport
@@ -41,6 +42,7 @@ from .optimization import TrainingSchedule, averaged_model, make_ema, make_optim
 from .run import (
     check_on_main_process,
     claim_output_dir,
+    compile_frozen_model,
     configure_logging,
     finish_run,
     log_run_start,
@@ -83,6 +85,7 @@ __all__ = [
     "load_frozen_dpm",
     "log_run_start",
     "load_generator_state",
+    "compile_frozen_model",
     "make_accelerator",
     "make_ema",
     "make_optimization",
@@ -109,5 +112,6 @@ __all__ = [
     "start_hub_repo",
     "start_trackers",
     "tracker_config",
+    "unwrap_model",
     "weight_dtype",
 ]

@@ -142,6 +142,12 @@ def load_generator_state(generator: torch.Generator, folder: str, process_index:
         raise ValueError(f"{path} holds an invalid generator state ({error}); the checkpoint is damaged.") from error
 
 
+def unwrap_model(accelerator: Accelerator, model: torch.nn.Module) -> torch.nn.Module:
+    """The model itself: without the DDP / mixed-precision wrappers of `accelerator.prepare` and without the
+    `torch.compile` wrapper it adds under `--dynamo_backend`, as diffusers' training scripts unwrap it."""
+    return accelerator.unwrap_model(model, keep_torch_compile=False)
+
+
 def register_checkpoint_hooks(
     accelerator: Accelerator,
     named_models: dict[str, torch.nn.Module],
@@ -159,10 +165,10 @@ def register_checkpoint_hooks(
         write_extras: writes what else a checkpoint needs to become a pipeline (scheduler config, the frozen DPM's
             name), into the checkpoint folder it is given, on the main process.
     """
-    by_identity = {id(accelerator.unwrap_model(model)): name for name, model in named_models.items()}
+    by_identity = {id(unwrap_model(accelerator, model)): name for name, model in named_models.items()}
 
     def name_of(model: torch.nn.Module) -> str:
-        return by_identity[id(accelerator.unwrap_model(model))]
+        return by_identity[id(unwrap_model(accelerator, model))]
 
     def save_model_hook(models, weights, output_dir):
         if noise_generator is not None:
@@ -171,7 +177,7 @@ def register_checkpoint_hooks(
             for name, ema_model in named_emas.items():
                 ema_model.save_pretrained(os.path.join(output_dir, name))
             for model in models:
-                accelerator.unwrap_model(model).save_pretrained(os.path.join(output_dir, name_of(model)))
+                unwrap_model(accelerator, model).save_pretrained(os.path.join(output_dir, name_of(model)))
             if write_extras is not None:
                 write_extras(output_dir)
         # The weights are saved above; keep accelerate from writing them a second time.
@@ -186,7 +192,7 @@ def register_checkpoint_hooks(
             ema_model.load_state_dict(loaded.state_dict())
             ema_model.to(accelerator.device)
         while models:
-            model = accelerator.unwrap_model(models.pop())
+            model = unwrap_model(accelerator, models.pop())
             loaded = type(model).from_pretrained(input_dir, subfolder=name_of(model))
             model.load_state_dict(loaded.state_dict())
 

@@ -9,6 +9,8 @@ import os
 import torch
 from accelerate import Accelerator
 
+from .checkpointing import unwrap_model
+
 
 class RankReport:
     """What one process saw and ended with.
@@ -24,7 +26,7 @@ class RankReport:
         self.batch_fingerprints.append(_fingerprint([pixel_values]))
 
     def write(self, accelerator: Accelerator, models: list[torch.nn.Module], output_dir: str) -> None:
-        weights = [tensor for model in models for tensor in accelerator.unwrap_model(model).state_dict().values()]
+        weights = [tensor for model in models for tensor in unwrap_model(accelerator, model).state_dict().values()]
         report = {
             "process_index": accelerator.process_index,
             "num_processes": accelerator.num_processes,

@@ -114,6 +114,17 @@ def check_encoder_args(args: argparse.Namespace) -> None:
                 setattr(args, flag, default)
 
 
+def light_encoder_for(unet: UNet2DModel, latent_dim: int) -> PDAEEncoder:
+    """The encoder `train_pdae.py` builds by default (`--encoder_type light`, default widths) for `unet`."""
+    return PDAEEncoder(
+        in_channels=unet.config.in_channels,
+        sample_size=unet.config.sample_size,
+        latent_dim=latent_dim,
+        block_out_channels=tuple(LIGHT_DEFAULTS["encoder_block_out_channels"]),
+        norm_num_groups=LIGHT_DEFAULTS["encoder_norm_num_groups"],
+    )
+
+
 def build_encoder(args: argparse.Namespace, unet: UNet2DModel) -> EncoderModel:
     """A fresh encoder of the design `args` asks for, for `unet`'s image channels and size."""
     size = {"in_channels": unet.config.in_channels, "sample_size": unet.config.sample_size}

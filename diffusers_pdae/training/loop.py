@@ -25,6 +25,7 @@ from .checkpointing import (
     resolve_resume_path,
     save_checkpoint,
     step_of_checkpoint,
+    unwrap_model,
 )
 from .config import TrainingConfig
 from .diagnostics import RankReport
@@ -138,7 +139,7 @@ class TrainingLoop:
                 if not accelerator.sync_gradients:
                     continue
                 for ema_model, model in zip(self.ema_models, self.models, strict=False):
-                    ema_model.step(accelerator.unwrap_model(model).parameters())
+                    ema_model.step(unwrap_model(accelerator, model).parameters())
                 self.global_step += 1
                 progress_bar.update(1)
                 logs = {"loss": mean_loss, "lr": self.lr_scheduler.get_last_lr()[0]}
@@ -176,6 +177,7 @@ class TrainingLoop:
             "distributed_type": str(state.distributed_type).split(".")[-1],
             "num_processes": state.num_processes,
             "mixed_precision": str(state.mixed_precision),
+            "dynamo_backend": str(state.dynamo_plugin.backend).split(".")[-1],
             "total_batch_size": (
                 self.config.train_batch_size * state.num_processes * self.config.gradient_accumulation_steps
             ),

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, broadcast_object_list
+from accelerate.utils import DataLoaderConfiguration, DynamoBackend, ProjectConfiguration, broadcast_object_list
 from diffusers import DiffusionPipeline
 from diffusers.training_utils import EMAModel
 
@@ -215,6 +215,19 @@ def seed_run(accelerator: Accelerator, seed: int) -> torch.Generator:
 def weight_dtype(accelerator: Accelerator) -> torch.dtype:
     """The dtype frozen models are kept in under the run's mixed precision."""
     return {"fp16": torch.float16, "bf16": torch.bfloat16}.get(accelerator.mixed_precision, torch.float32)
+
+
+def compile_frozen_model(accelerator: Accelerator, model: torch.nn.Module) -> torch.nn.Module:
+    """Apply Accelerate's dynamo setting (`accelerate launch --dynamo_backend ...`, or `ACCELERATE_DYNAMO_*`) to a
+    model that is not passed to `accelerator.prepare`, such as the frozen UNet (nothing to train or wrap in DDP).
+
+    `accelerator.prepare` compiles the trained models when dynamo is on; this compiles `model` the same way, in place
+    (`nn.Module.compile`), so its class, weights and forward hooks stay those of the model.
+    """
+    plugin = accelerator.state.dynamo_plugin
+    if plugin.backend != DynamoBackend.NO:
+        model.compile(**plugin.to_kwargs())
+    return model
 
 
 def register_training_state(
