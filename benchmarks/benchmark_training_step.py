@@ -16,18 +16,16 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import statistics
-import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from diffusers import DDPMScheduler, UNet2DModel
 
 from diffusers_pdae import GradientEstimator
 from diffusers_pdae.bundled import checkpoint_path
 from diffusers_pdae.data import bundled_mnist_dataset
-from diffusers_pdae.training import freeze, pdae_training_loss, sample_timesteps
+from diffusers_pdae.evaluation.step_timing import ddpm_loss, median_seconds, pdae_loss, training_step
+from diffusers_pdae.training import freeze
 from diffusers_pdae.training.encoder_choice import ENCODER_TYPES, add_encoder_args, build_encoder, check_encoder_args
 
 REPO = Path(__file__).resolve().parents[1]
@@ -55,32 +53,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def time_steps(step, count: int, warmup: int) -> float:
-    for _ in range(warmup):
-        step()
-    durations = []
-    for _ in range(count):
-        started = time.perf_counter()
-        step()
-        durations.append(time.perf_counter() - started)
-    return statistics.median(durations)
-
-
-def ddpm_step_fn(pretrained: str, batch: torch.Tensor, autocast: bool, generator: torch.Generator):
+def ddpm_step_fn(pretrained: str, batch: torch.Tensor, autocast_dtype):
     unet = UNet2DModel.from_pretrained(pretrained, subfolder="unet").train()
     scheduler = DDPMScheduler.from_pretrained(pretrained, subfolder="scheduler")
-    optimizer = torch.optim.AdamW(unet.parameters(), lr=1e-4)
-
-    def step():
-        noise = torch.randn(batch.shape, generator=generator)
-        timesteps = sample_timesteps(batch.shape[0], 1000, "cpu", generator)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-            noise_pred = unet(scheduler.add_noise(batch, noise, timesteps), timesteps).sample
-        F.mse_loss(noise_pred.float(), noise).backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-
-    return step
+    loss = ddpm_loss(unet, scheduler, batch)
+    return training_step(loss, unet.parameters(), batch.shape, 1000, batch.device, autocast_dtype)
 
 
 def encoder_args(design: str, backbone_config: str) -> argparse.Namespace:
@@ -96,44 +73,30 @@ def encoder_args(design: str, backbone_config: str) -> argparse.Namespace:
     return args
 
 
-def pdae_step_fn(
-    pretrained: str, batch: torch.Tensor, autocast: bool, generator: torch.Generator, encoder_flags: argparse.Namespace
-):
+def pdae_step_fn(pretrained: str, batch: torch.Tensor, autocast_dtype, encoder_flags: argparse.Namespace):
     unet = freeze(UNet2DModel.from_pretrained(pretrained, subfolder="unet"))
     scheduler = DDPMScheduler.from_pretrained(pretrained, subfolder="scheduler")
     encoder = build_encoder(encoder_flags, unet).train()
     estimator = GradientEstimator.from_unet(unet, latent_dim=64, warm_start=True).train()
     trainable = [param for model in (encoder, estimator) for param in model.parameters() if param.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=1e-4)
-
-    def step():
-        noise = torch.randn(batch.shape, generator=generator)
-        timesteps = sample_timesteps(batch.shape[0], 1000, "cpu", generator)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-            loss = pdae_training_loss(unet, encoder, estimator, scheduler, batch, noise, timesteps).mean()
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-
-    return step
+    loss = pdae_loss(unet, encoder, estimator, scheduler, batch)
+    return training_step(loss, trainable, batch.shape, 1000, batch.device, autocast_dtype)
 
 
 def main(argv=None):
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    generator = torch.Generator().manual_seed(0)
     batch = bundled_mnist_dataset(32).images[: args.batch_size]
     results = {"batch_size": args.batch_size, "threads": torch.get_num_threads(), "seconds_per_step": {}}
     seconds = results["seconds_per_step"]
-    for precision, autocast in (("fp32", False), ("bf16-autocast", True)):
-        step = ddpm_step_fn(args.pretrained, batch, autocast, generator)
-        seconds[f"ddpm {precision}"] = time_steps(step, args.steps, args.warmup)
+    cpu = torch.device("cpu")
+    for precision, autocast_dtype in (("fp32", None), ("bf16-autocast", torch.bfloat16)):
+        step = ddpm_step_fn(args.pretrained, batch, autocast_dtype)
+        seconds[f"ddpm {precision}"] = median_seconds(step, args.steps, args.warmup, cpu)
         for design in args.encoders:
-            step = pdae_step_fn(
-                args.pretrained, batch, autocast, generator, encoder_args(design, args.backbone_config)
-            )
-            seconds[f"pdae {precision} {design}"] = time_steps(step, args.steps, args.warmup)
+            step = pdae_step_fn(args.pretrained, batch, autocast_dtype, encoder_args(design, args.backbone_config))
+            seconds[f"pdae {precision} {design}"] = median_seconds(step, args.steps, args.warmup, cpu)
     # By encoder class, at the precision of the bundled runs: what compare_encoders.py reads.
     results["pdae_step_by_encoder"] = {
         ENCODER_TYPES[design].__name__: seconds[f"pdae bf16-autocast {design}"] for design in args.encoders

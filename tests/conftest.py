@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from diffusers import DDIMScheduler, UNet2DModel
+from diffusers import DDIMScheduler, DDPMPipeline, DDPMScheduler, UNet2DModel
 
 from diffusers_pdae import GradientEstimator, PDAEEncoder, PDAEPipeline
 
@@ -97,3 +97,13 @@ def tiny_images(batch_size: int = 2, seed: int = 4, channels: int = 1, size: int
 @pytest.fixture
 def pipeline() -> PDAEPipeline:
     return tiny_pipeline()
+
+
+@pytest.fixture(scope="session")
+def tiny_dpm(tmp_path_factory) -> str:
+    """A tiny 16x16 one-channel DDPM pipeline folder, as a user's pre-trained DPM would be."""
+    folder = tmp_path_factory.mktemp("tiny-dpm")
+    DDPMPipeline(unet=tiny_unet(sample_size=16), scheduler=DDPMScheduler(num_train_timesteps=1000)).save_pretrained(
+        folder
+    )
+    return str(folder)

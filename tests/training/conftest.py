@@ -1,23 +1,10 @@
-"""Fixtures of the training tests: a tiny DPM as a user's pre-trained one, and a folder of images to convert."""
+"""Fixtures of the training tests: a folder of images to convert (`tiny_dpm` is in tests/conftest.py)."""
 
 from pathlib import Path
 
 import numpy as np
 import PIL.Image
 import pytest
-from diffusers import DDPMPipeline, DDPMScheduler
-
-from ..conftest import tiny_unet
-
-
-@pytest.fixture(scope="package")
-def tiny_dpm(tmp_path_factory) -> str:
-    """A tiny 16x16 one-channel DDPM pipeline folder, as a user's pre-trained DPM would be."""
-    folder = tmp_path_factory.mktemp("tiny-dpm")
-    DDPMPipeline(unet=tiny_unet(sample_size=16), scheduler=DDPMScheduler(num_train_timesteps=1000)).save_pretrained(
-        folder
-    )
-    return str(folder)
 
 
 def write_random_pictures(folder: Path, count: int, size: int, generator: np.random.Generator) -> Path:
