@@ -1,7 +1,8 @@
 """diffusers-pdae: PDAE (Zhang, Zhao & Lin, NeurIPS 2022) for Hugging Face diffusers.
 
-Importing this package makes `PDAEEncoder`, `GradientEstimator` and `PDAEPipeline` importable under the module paths
-that saved pipelines record in their `model_index.json`, so `PDAEPipeline.from_pretrained(...)` can load them.
+Importing this package makes `PDAEEncoder`, `GradientEstimator` and `PDAEPipeline` (and the Diff-AE baseline's
+`DiffAEUNet2DModel` and `DiffAEPipeline`) importable under the module paths that saved pipelines record in their
+`model_index.json`, so `PDAEPipeline.from_pretrained(...)` and `DiffusionPipeline.from_pretrained(...)` can load them.
 
 The top level holds the method only. Around it: `diffusers_pdae.training` (the Accelerate training tool),
 `diffusers_pdae.evaluation` (dataset-agnostic metrics), `diffusers_pdae.data` (training datasets) and
@@ -10,6 +11,7 @@ The top level holds the method only. Around it: `diffusers_pdae.training` (the A
 
 from .directions import AttributeDirection, fit_attribute_direction
 from .models import (
+    DiffAEUNet2DModel,
     GradientEstimator,
     LatentSampler,
     PDAEEncoder,
@@ -19,16 +21,19 @@ from .models import (
     unet_forward_with_features,
 )
 from .pdae_math import loss_weights, pdae_loss, shift_coefficients
-from .pipelines import PDAEPipeline
+from .pipelines import DiffAEPipeline, PDAEPipeline
 from .pipelines.remote_code import register_with_diffusers
 
 __version__ = "0.1.0"
 
 # `DiffusionPipeline.from_pretrained(folder)` resolves saved pipelines to these installed classes.
 register_with_diffusers(PDAEPipeline)
+register_with_diffusers(DiffAEPipeline)
 
 __all__ = [
     "AttributeDirection",
+    "DiffAEPipeline",
+    "DiffAEUNet2DModel",
     "GradientEstimator",
     "LatentSampler",
     "PDAEEncoder",

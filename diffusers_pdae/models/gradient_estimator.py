@@ -146,7 +146,8 @@ class GradientEstimator(ModelMixin, ConfigMixin):
                     num_layers=resnets_per_up_block,
                     add_attention=block_type == "AttnUpBlock2D",
                     add_upsample=i < len(block_out_channels) - 1,
-                    upsample_type=upsample_type,
+                    # As in diffusers' get_up_block: upsample_type is for AttnUpBlock2D only; UpBlock2D uses a conv.
+                    upsample_type=upsample_type if block_type == "AttnUpBlock2D" else "conv",
                     resnet_eps=norm_eps,
                     resnet_groups=norm_num_groups,
                     resnet_act_fn=act_fn,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import torch
 from diffusers import DiffusionPipeline, ImagePipelineOutput, ModelMixin
 from diffusers.schedulers import SchedulerMixin
@@ -12,11 +10,11 @@ from diffusers.utils.torch_utils import randn_tensor
 from ..image_utils import ImageInput
 from ..models.diffae_unet import DiffAEUNet2DModel
 from ..pdae_math import ddim_step, ddim_transitions
-from .input_checks import check_generator, check_output_type, check_pipeline_folder, check_timesteps
-from .pipeline_pdae import PDAEPipeline, check_scheduler
+from .autoencoder import ImageAutoencoderPipelineMixin
+from .input_checks import check_generator, check_output_type, check_timesteps
 
 
-class DiffAEPipeline(DiffusionPipeline):
+class DiffAEPipeline(ImageAutoencoderPipelineMixin, DiffusionPipeline):
     r"""
     The Diff-AE-style baseline (Preechakul et al., CVPR 2022): encoder z = Enc(x_0) and a conditional noise predictor
     eps_theta(x_t, t, z), trained together from scratch
@@ -39,29 +37,6 @@ class DiffAEPipeline(DiffusionPipeline):
         super().__init__()
         check_components(unet, encoder, scheduler)
         self.register_modules(unet=unet, encoder=encoder, scheduler=scheduler)
-
-    # These read only `unet`, `encoder`, `scheduler` and the execution device, which both pipelines have: the
-    # baseline takes images, codes and latents, and builds its DDIM schedule, exactly as PDAE does.
-    latent_dim = PDAEPipeline.latent_dim
-    num_train_timesteps = PDAEPipeline.num_train_timesteps
-    prepare_images = PDAEPipeline.prepare_images
-    deterministic_scheduler = PDAEPipeline.deterministic_scheduler
-    _check_codes = PDAEPipeline._check_codes
-    _check_latents = PDAEPipeline._check_latents
-    _check_steps = PDAEPipeline._check_steps
-    _output = PDAEPipeline._output
-
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs) -> DiffAEPipeline:
-        """`DiffusionPipeline.from_pretrained`, naming a missing component or weight file of a local folder first,
-        and reading weights from safetensors only (`use_safetensors=True` unless given)."""
-        path = os.fspath(pretrained_model_name_or_path)
-        if os.path.isdir(path):
-            check_pipeline_folder(path, cls.REQUIRED_COMPONENTS)
-        elif os.path.isabs(path) or path.startswith((".", "~")):
-            raise FileNotFoundError(f"No pipeline folder at {path}.")
-        kwargs.setdefault("use_safetensors", True)
-        return super().from_pretrained(path, **kwargs)
 
     @torch.no_grad()
     def encode(self, images: ImageInput) -> torch.Tensor:
@@ -181,7 +156,17 @@ def check_components(unet: DiffAEUNet2DModel, encoder: ModelMixin, scheduler: Sc
     missing = [name for name, component in components.items() if component is None]
     if missing:
         raise ValueError(f"DiffAEPipeline is missing {', '.join(missing)}; it needs unet, encoder and scheduler.")
-    check_scheduler(scheduler)
+    betas = getattr(scheduler, "betas", None)
+    if (
+        betas is None
+        or len(betas) != scheduler.config.get("num_train_timesteps")
+        or not hasattr(scheduler, "alphas_cumprod")
+    ):
+        raise ValueError(
+            f"{type(scheduler).__name__} has no discrete training schedule (betas and alphas_cumprod over "
+            "num_train_timesteps), which the baseline is trained and inverted with; use one that has, e.g. "
+            "DDPMScheduler or DDIMScheduler."
+        )
     if scheduler.config.get("prediction_type", "epsilon") != "epsilon":
         raise ValueError(
             f"The Diff-AE baseline predicts noise, but the scheduler's prediction_type is "

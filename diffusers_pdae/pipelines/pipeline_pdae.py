@@ -16,7 +16,7 @@ from huggingface_hub import create_repo
 
 from ..directions import AttributeDirection, fit_attribute_direction
 from ..file_utils import write_folder_atomically
-from ..image_utils import ImageInput, images_to_tensor, postprocess_images
+from ..image_utils import ImageInput
 from ..models.gradient_estimator import GradientEstimator
 from ..models.latent_sampler import LatentSampler
 from ..models.unet_features import unet_forward_with_features
@@ -28,16 +28,15 @@ from ..pdae_math import (
     shift_coefficients,
     shifted_noise_prediction,
 )
+from .autoencoder import ImageAutoencoderPipelineMixin
 from .input_checks import (
     check_batch_size,
     check_callback_inputs,
     check_eta,
-    check_finite,
     check_generator,
     check_interpolation_count,
     check_num_inference_steps,
     check_output_type,
-    check_pipeline_folder,
     check_scales,
     check_shift_range,
     check_timesteps,
@@ -68,7 +67,7 @@ def slerp(a: torch.Tensor, b: torch.Tensor, weight: float) -> torch.Tensor:
     return (torch.sin((1 - weight) * angle) * a + torch.sin(weight * angle) * b) / torch.sin(angle)
 
 
-class PDAEPipeline(DiffusionPipeline):
+class PDAEPipeline(ImageAutoencoderPipelineMixin, DiffusionPipeline):
     r"""
     Diffusion autoencoder built on a frozen, pre-trained unconditional DPM (Zhang, Zhao & Lin, NeurIPS 2022).
 
@@ -118,29 +117,6 @@ class PDAEPipeline(DiffusionPipeline):
             latent_scheduler=latent_scheduler,
         )
 
-    @property
-    def latent_dim(self) -> int:
-        """Width of the codes z (the encoder's `latent_dim`)."""
-        return self.encoder.config.latent_dim
-
-    @property
-    def num_train_timesteps(self) -> int:
-        """T of the training schedule: `shift_range` and `predict_noise` take timesteps in [0, T)."""
-        return self.scheduler.config.num_train_timesteps
-
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs) -> PDAEPipeline:
-        """`DiffusionPipeline.from_pretrained`, with two guards: a local folder is checked first, so a missing
-        component or weight file is named; and weights are read from safetensors only (`use_safetensors=True` unless
-        given), never from pickled `.bin` files."""
-        path = os.fspath(pretrained_model_name_or_path)
-        if os.path.isdir(path):
-            check_pipeline_folder(path, cls.REQUIRED_COMPONENTS)
-        elif os.path.isabs(path) or path.startswith((".", "~")):
-            raise FileNotFoundError(f"No pipeline folder at {path}.")
-        kwargs.setdefault("use_safetensors", True)
-        return super().from_pretrained(path, **kwargs)
-
     def save_pretrained(
         self,
         save_directory: str | os.PathLike,
@@ -185,12 +161,8 @@ class PDAEPipeline(DiffusionPipeline):
         )
 
     # ------------------------------------------------------------------ building blocks
-
-    def prepare_images(self, images: ImageInput) -> torch.Tensor:
-        """Convert PIL images or a tensor to `(B, C, H, W)` in [-1, 1] on the pipeline's device and dtype."""
-        size = self.unet.config.sample_size
-        tensor = images_to_tensor(images, self.unet.config.in_channels, size if isinstance(size, int) else size[0])
-        return tensor.to(device=self._execution_device, dtype=self.unet.dtype)
+    # (latent_dim, from_pretrained, prepare_images, deterministic_scheduler and the input checks come from
+    # ImageAutoencoderPipelineMixin, shared with DiffAEPipeline)
 
     def predict_noise(
         self,
@@ -227,45 +199,6 @@ class PDAEPipeline(DiffusionPipeline):
         table = shift_coefficients(betas, shift_coefficient)
         return shifted_noise_prediction(noise_pred, gradient.to(noise_pred.dtype), timesteps, table)
 
-    def deterministic_scheduler(self, num_inference_steps: int) -> DDIMScheduler:
-        """A DDIM scheduler from the pipeline's schedule, with `clip_sample=False` (inversion must not clip)."""
-        scheduler = DDIMScheduler.from_config(self.scheduler.config, clip_sample=False)
-        scheduler.set_timesteps(num_inference_steps, device=self._execution_device)
-        return scheduler
-
-    def _check_codes(self, z: torch.Tensor, batch_size: int | None = None, name: str = "z") -> torch.Tensor:
-        codes = z if isinstance(z, (list, tuple)) else ()
-        if codes and all(isinstance(code, torch.Tensor) and code.ndim in (1, 2) for code in codes):
-            if len({code.shape[-1] for code in codes}) == 1:
-                # a list of codes, each (latent_dim,) or (n, latent_dim), as from several `encode` calls
-                z = torch.cat([code.reshape(-1, code.shape[-1]) for code in codes])
-        if not isinstance(z, torch.Tensor) or z.ndim != 2 or z.shape[1] != self.latent_dim:
-            shape = tuple(z.shape) if isinstance(z, torch.Tensor) else type(z)
-            raise ValueError(
-                f"{name} must be a tensor of shape (batch_size, {self.latent_dim}) as returned by pipe.encode, got "
-                f"{shape}."
-            )
-        if not z.is_floating_point():
-            raise ValueError(f"{name} must be a floating-point tensor, got dtype {z.dtype}.")
-        if batch_size is not None and z.shape[0] != batch_size:
-            raise ValueError(f"{name} has {z.shape[0]} codes but there are {batch_size} images or latents.")
-        check_finite(z, name)
-        return z.to(device=self._execution_device, dtype=self.unet.dtype)
-
-    def _check_latents(self, latents: torch.Tensor) -> torch.Tensor:
-        size = self.unet.config.sample_size
-        expected = (self.unet.config.in_channels, *((size, size) if isinstance(size, int) else size))
-        if not isinstance(latents, torch.Tensor) or latents.ndim != 4 or tuple(latents.shape[1:]) != expected:
-            shape = tuple(latents.shape) if isinstance(latents, torch.Tensor) else type(latents).__name__
-            raise ValueError(f"latents must have shape (batch_size, {', '.join(map(str, expected))}), got {shape}.")
-        if latents.shape[0] == 0:
-            raise ValueError("latents holds no sample (batch size 0).")
-        check_finite(latents, "latents")
-        return latents.to(device=self._execution_device, dtype=self.unet.dtype)
-
-    def _check_steps(self, num_inference_steps) -> int:
-        return check_num_inference_steps(num_inference_steps, self.num_train_timesteps)
-
     def _denoise(
         self,
         latents: torch.Tensor,
@@ -294,12 +227,6 @@ class PDAEPipeline(DiffusionPipeline):
             if on_step_end is not None:
                 latents, z = on_step_end(i, t, latents, z)
         return latents
-
-    def _output(self, images: torch.Tensor, output_type: str, return_dict: bool):
-        if output_type != "latent":
-            images = postprocess_images(images, output_type)
-        self.maybe_free_model_hooks()
-        return ImagePipelineOutput(images=images) if return_dict else (images,)
 
     # ------------------------------------------------------------------ public API
 

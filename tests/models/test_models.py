@@ -44,6 +44,19 @@ RESNET_RESAMPLING_LAYOUT = {
     "upsample_type": "resnet",
     "resnet_time_scale_shift": "scale_shift",
 }
+# diffusers applies downsample_type/upsample_type to attention blocks only: the plain blocks resample with convs.
+MIXED_RESAMPLING_LAYOUT = {
+    "sample_size": 16,
+    "in_channels": 3,
+    "out_channels": 3,
+    "block_out_channels": (16, 32, 32),
+    "layers_per_block": 1,
+    "norm_num_groups": 8,
+    "down_block_types": ("DownBlock2D", "AttnDownBlock2D", "DownBlock2D"),
+    "up_block_types": ("UpBlock2D", "AttnUpBlock2D", "UpBlock2D"),
+    "downsample_type": "resnet",
+    "upsample_type": "resnet",
+}
 
 
 def test_encoder_shapes_and_errors():
@@ -70,7 +83,9 @@ def test_features_come_from_the_single_unet_pass():
 
 
 @pytest.mark.parametrize(
-    "layout", [CIFAR10_LAYOUT, CELEBAHQ_LAYOUT, RESNET_RESAMPLING_LAYOUT], ids=["cifar10", "celebahq", "resnet"]
+    "layout",
+    [CIFAR10_LAYOUT, CELEBAHQ_LAYOUT, RESNET_RESAMPLING_LAYOUT, MIXED_RESAMPLING_LAYOUT],
+    ids=["cifar10", "celebahq", "resnet", "mixed-resnet"],
 )
 def test_gradient_estimator_serves_hub_ddpm_layouts(layout):
     torch.manual_seed(0)
@@ -88,6 +103,20 @@ def test_gradient_estimator_serves_hub_ddpm_layouts(layout):
         gradient = estimator.from_features(features, torch.randn(1, 16))
     assert gradient.shape == (1, 3, size, size)
     assert torch.count_nonzero(gradient) == 0  # zero-initialised output conv
+
+
+def test_plain_up_blocks_upsample_with_a_conv_whatever_the_upsample_type():
+    torch.manual_seed(0)
+    unet = UNet2DModel(**MIXED_RESAMPLING_LAYOUT).eval()
+    estimator = GradientEstimator.from_unet(unet, latent_dim=16, warm_start=True)
+    kinds = [type(block.upsamplers[0]).__name__ for block in unet.up_blocks[:2]]
+    assert kinds == ["Upsample2D", "ResnetBlock2D"]  # UpBlock2D: conv; AttnUpBlock2D: resnet
+    assert [block.upsample_type for block in estimator.up_blocks] == ["conv", "resnet", None]
+    # G holds exactly the UNet's up-block weights plus its z projections, each copied by the warm start.
+    unet_state = unet.up_blocks.state_dict()
+    own_state = estimator.up_blocks.state_dict()
+    assert {name for name in own_state if ".z_proj." not in name} == set(unet_state)
+    assert all(torch.equal(own_state[name], value) for name, value in unet_state.items())
 
 
 def test_unsupported_layouts_raise_naming_the_block():

@@ -2,11 +2,9 @@
 
 import pytest
 import torch
-from diffusers import DDIMScheduler, DDPMScheduler
+from diffusers import DDIMScheduler, DDPMScheduler, DiffusionPipeline, EDMEulerScheduler
 
-import diffusers_pdae  # noqa: F401
-from diffusers_pdae.models import DiffAEUNet2DModel
-from diffusers_pdae.pipelines.pipeline_diffae import DiffAEPipeline
+from diffusers_pdae import DiffAEPipeline, DiffAEUNet2DModel
 
 from ..conftest import LATENT_DIM, tiny_encoder, tiny_images, tiny_unet
 
@@ -87,6 +85,17 @@ def test_save_and_load_round_trip_bit_for_bit(pipeline, tmp_path):
     assert torch.equal(loaded.reconstruct(images, 4, output_type="latent").images, expected)
 
 
+def test_generic_diffusion_pipeline_loads_a_saved_folder_bit_for_bit(pipeline, tmp_path):
+    # `import diffusers_pdae` registers DiffAEPipeline where diffusers looks up a model_index.json's _class_name.
+    pipeline.save_pretrained(tmp_path)
+    images = tiny_images(2)
+    expected = pipeline.reconstruct(images, 4, output_type="latent").images
+    loaded = DiffusionPipeline.from_pretrained(tmp_path)
+    assert type(loaded) is DiffAEPipeline and type(loaded.unet) is DiffAEUNet2DModel
+    loaded.set_progress_bar_config(disable=True)
+    assert torch.equal(loaded.reconstruct(images, 4, output_type="latent").images, expected)
+
+
 def test_a_missing_component_is_named(pipeline, tmp_path):
     pipeline.save_pretrained(tmp_path)
     (tmp_path / "unet" / "diffusion_pytorch_model.safetensors").unlink()
@@ -125,3 +134,5 @@ def test_mismatched_or_missing_components_raise(pipeline):
         DiffAEPipeline(unet=wide, encoder=encoder, scheduler=scheduler)
     with pytest.raises(ValueError, match="prediction_type is 'v_prediction'"):
         DiffAEPipeline(unet=unet, encoder=encoder, scheduler=DDIMScheduler(prediction_type="v_prediction"))
+    with pytest.raises(ValueError, match="EDMEulerScheduler has no discrete training schedule"):
+        DiffAEPipeline(unet=unet, encoder=encoder, scheduler=EDMEulerScheduler())
