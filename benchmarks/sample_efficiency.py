@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -66,6 +67,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", default="sample-efficiency")
+    parser.add_argument(
+        "--combine",
+        nargs="+",
+        default=None,
+        metavar="FOLDER",
+        help="Train nothing: merge the curves of runs made separately (e.g. each method in its own process, at the "
+        "same time) from their --out folders into --out.",
+    )
     args = parser.parse_args(argv)
     if args.eval_every <= 0 or args.max_steps < args.eval_every:
         parser.error("--eval_every must be positive and at most --max_steps.")
@@ -179,8 +188,9 @@ def encode_all(pipe, images: torch.Tensor, batch_size: int = 500) -> torch.Tenso
     return torch.cat([pipe.encode(chunk).float().cpu() for chunk in chunks])
 
 
-def run_method(method, held_out: HeldOutDigits, args, device: torch.device) -> list[dict]:
-    """Train `method` for `--max_steps`, evaluating every `--eval_every` steps; the curve as a list of records."""
+def run_method(method, held_out: HeldOutDigits, args, device: torch.device, on_record=None) -> list[dict]:
+    """Train `method` for `--max_steps`, evaluating every `--eval_every` steps; the curve as a list of records.
+    `on_record(curve)` runs after each evaluation (to save what is measured so far)."""
     optimizer = torch.optim.AdamW(method.trainable, lr=args.learning_rate)
     noise_generator = torch.Generator().manual_seed(args.seed)
     batches = train_batches(args.batch_size, args.resolution, args.seed, device)
@@ -204,6 +214,8 @@ def run_method(method, held_out: HeldOutDigits, args, device: torch.device) -> l
             record = {"step": step, "images_seen": step * args.batch_size, "train_seconds": train_seconds}
             record.update(loss=loss.item(), **evaluate(method, held_out, args))
             curve.append(record)
+            if on_record is not None:
+                on_record(curve)
             print(f"{method.name:>8} step {step:>6}: " + ", ".join(f"{k} {v:.4g}" for k, v in record.items()))
     return curve
 
@@ -245,27 +257,58 @@ def plot(curves: dict[str, list[dict]], path: Path) -> None:
     figure.savefig(path, dpi=110)
 
 
+def train_and_measure(args, device: torch.device) -> dict:
+    held_out = HeldOutDigits(args, device)
+    builders = {"pdae": PDAEMethod, "baseline": BaselineMethod}
+    results = {
+        "config": {key: value for key, value in vars(args).items() if key not in ("out", "combine")},
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "dpm_pretraining_images": args.dpm_pretraining_images,
+        "curves": {},
+    }
+    for name in args.methods:
+
+        def save_so_far(curve: list[dict], name: str = name) -> None:
+            results["curves"][name] = curve
+            write_results(results, Path(args.out))
+
+        torch.manual_seed(args.seed)  # the same initialisation of the encoder (and fresh layers) for every run
+        results["curves"][name] = run_method(builders[name](args, device), held_out, args, device, save_so_far)
+    return results
+
+
+def write_results(results: dict, out: Path) -> None:
+    """`results.json` in `out`, replaced atomically (a run stopped mid-way keeps the last complete one)."""
+    partial = out / "results.json.tmp"
+    partial.write_text(json.dumps(results, indent=2, default=_plain) + "\n")
+    os.replace(partial, out / "results.json")
+
+
+def combine(runs: list[dict]) -> dict:
+    """One result from runs of the same configuration that each trained some of the methods."""
+    configs = [{key: value for key, value in run["config"].items() if key != "methods"} for run in runs]
+    if any(config != configs[0] for config in configs):
+        raise ValueError("The runs to combine were made with different settings; only --methods may differ.")
+    merged = {**runs[0], "curves": {}}
+    merged["config"]["methods"] = [name for run in runs for name in run["curves"]]
+    for run in runs:
+        merged["curves"].update(run["curves"])
+    return merged
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
     device = torch.device(args.device)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     args.resolution = UNet2DModel.load_config(args.pretrained, subfolder="unet")["sample_size"]
-    held_out = HeldOutDigits(args, device)
-    builders = {"pdae": PDAEMethod, "baseline": BaselineMethod}
-    curves = {}
-    for name in args.methods:
-        torch.manual_seed(args.seed)  # the same initialisation of the encoder (and fresh layers) for every run
-        curves[name] = run_method(builders[name](args, device), held_out, args, device)
-    results = {
-        "config": {key: value for key, value in vars(args).items() if key != "out"},
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "dpm_pretraining_images": args.dpm_pretraining_images,
-        "curves": curves,
-        "summary": summarise(curves),
-    }
-    (out / "results.json").write_text(json.dumps(results, indent=2, default=_plain) + "\n")
-    plot(curves, out / "sample_efficiency.png")
+    if args.combine:
+        results = combine([json.loads((Path(folder) / "results.json").read_text()) for folder in args.combine])
+    else:
+        results = train_and_measure(args, device)
+    results["summary"] = summarise(results["curves"])
+    write_results(results, out)
+    plot(results["curves"], out / "sample_efficiency.png")
     for metric, entry in results["summary"].items():
         print(f"{metric}: baseline final {entry['baseline_final']:.4g}; images to reach it {entry['images_to_reach']}")
     return results

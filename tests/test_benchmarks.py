@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from .conftest import load_script, tiny_unet
 
 
@@ -72,3 +74,14 @@ def test_images_to_reach_is_the_first_evaluation_at_or_above_the_target():
     assert benchmark.images_to_reach(curve, "psnr_inferred", 21.0) == 128
     assert benchmark.images_to_reach(curve, "psnr_inferred", 19.0) == 64
     assert benchmark.images_to_reach(curve, "psnr_inferred", 30.0) is None
+
+
+def test_separate_runs_of_each_method_combine_into_one_comparison(tmp_path):
+    benchmark = load_script("sample_efficiency", folder="benchmarks")
+    config = {"batch_size": 4, "seed": 0, "methods": ["pdae"]}
+    pdae = {"config": config, "curves": {"pdae": [{"images_seen": 4, "psnr_inferred": 30.0}]}}
+    baseline = {"config": {**config, "methods": ["baseline"]}, "curves": {"baseline": [{"images_seen": 4}]}}
+    merged = benchmark.combine([pdae, baseline])
+    assert set(merged["curves"]) == {"pdae", "baseline"} and merged["config"]["methods"] == ["pdae", "baseline"]
+    with pytest.raises(ValueError, match="different settings"):
+        benchmark.combine([pdae, {**baseline, "config": {**config, "batch_size": 8}}])
