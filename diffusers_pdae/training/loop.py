@@ -62,6 +62,7 @@ class TrainingLoop:
     rank_report: RankReport | None = None
     global_step: int = 0
     train_seconds: float = 0.0
+    steady_steps_per_second: float | None = None
     last_logs: dict = field(default_factory=dict)
 
     def resume(self) -> None:
@@ -103,6 +104,9 @@ class TrainingLoop:
     def run(self) -> int:
         accelerator, config = self.accelerator, self.config
         started = time.monotonic()
+        # Speed over the second half of the run, past warm-up and compilation.
+        halfway_step = self.global_step + (self.schedule.max_train_steps - self.global_step) // 2
+        halfway_time = None
         first_epoch = self.global_step // self.schedule.steps_per_epoch
         batches_to_skip = (self.global_step % self.schedule.steps_per_epoch) * config.gradient_accumulation_steps
         progress_bar = tqdm(
@@ -141,6 +145,8 @@ class TrainingLoop:
                 for ema_model, model in zip(self.ema_models, self.models, strict=False):
                     ema_model.step(unwrap_model(accelerator, model).parameters())
                 self.global_step += 1
+                if self.global_step == halfway_step:
+                    halfway_time = time.monotonic()
                 progress_bar.update(1)
                 logs = {"loss": mean_loss, "lr": self.lr_scheduler.get_last_lr()[0]}
                 if self.ema_models:
@@ -162,7 +168,10 @@ class TrainingLoop:
             if self.global_step >= self.schedule.max_train_steps:
                 break
         progress_bar.close()
-        self.train_seconds = time.monotonic() - started
+        finished = time.monotonic()
+        self.train_seconds = finished - started
+        if halfway_time is not None and self.global_step > halfway_step:
+            self.steady_steps_per_second = (self.global_step - halfway_step) / (finished - halfway_time)
         if self.rank_report is not None:
             self.rank_report.write(accelerator, self.models, self.config.output_dir)
         return self.global_step
@@ -173,6 +182,7 @@ class TrainingLoop:
         return {
             "global_step": self.global_step,
             "train_seconds_this_run": round(self.train_seconds, 1),
+            "steps_per_second_second_half": self.steady_steps_per_second and round(self.steady_steps_per_second, 2),
             "final_logs": self.last_logs,
             "distributed_type": str(state.distributed_type).split(".")[-1],
             "num_processes": state.num_processes,
