@@ -109,9 +109,19 @@ def unet_forward_with_features(unet: UNet2DModel, sample: torch.Tensor, timestep
     finally:
         for handle in handles:
             handle.remove()
-    return UNetFeatures(
+    features = UNetFeatures(
         noise_pred=noise_pred,
         temb=captured["temb"],
         down_block_res_samples=tuple(captured["down"]),
         mid_block_res_sample=captured["last"],
     )
+    if getattr(unet, "_compiled_call_impl", None) is not None:
+        # Compiled with CUDA graphs (mode="reduce-overhead"), the UNet's outputs live in the graph's memory pool and
+        # the next graph replay (G's, in the same step) may overwrite them: hand G copies.
+        features = UNetFeatures(
+            noise_pred=features.noise_pred.clone(),
+            temb=features.temb.clone(),
+            down_block_res_samples=tuple(skip.clone() for skip in features.down_block_res_samples),
+            mid_block_res_sample=features.mid_block_res_sample.clone(),
+        )
+    return features
