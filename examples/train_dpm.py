@@ -31,6 +31,7 @@ from diffusers_pdae.training import (
     claim_output_dir,
     configure_logging,
     dpm_model_card,
+    drop_last_batch,
     finalize_args,
     log_run_start,
     make_accelerator,
@@ -164,8 +165,9 @@ def main(argv=None):
         check_images=not args.skip_image_check,
     )  # fmt: skip
     train_dataloader = torch.utils.data.DataLoader(
-        dataset, batch_size=config.train_batch_size, shuffle=True, num_workers=args.dataloader_num_workers
-    )
+        dataset, batch_size=config.train_batch_size, shuffle=True, num_workers=args.dataloader_num_workers,
+        drop_last=drop_last_batch(accelerator, len(dataset), config.train_batch_size),
+    )  # fmt: skip
 
     ema_unet = make_ema(unet, config) if config.use_ema else None
     optimizer, lr_scheduler, schedule = make_optimization(

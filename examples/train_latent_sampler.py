@@ -36,6 +36,7 @@ from diffusers_pdae.training import (
     averaged_model,
     claim_output_dir,
     configure_logging,
+    drop_last_batch,
     finalize_args,
     finish_run,
     latent_sampler_model_card,
@@ -167,6 +168,7 @@ def main(argv=None):
     train_dataloader = torch.utils.data.DataLoader(
         CodeDataset(latent_sampler.normalize(codes)), batch_size=config.train_batch_size, shuffle=True,
         num_workers=args.dataloader_num_workers,
+        drop_last=drop_last_batch(accelerator, len(codes), config.train_batch_size),
     )  # fmt: skip
 
     named_emas = {"latent_sampler_ema": make_ema(latent_sampler, config)} if config.use_ema else {}

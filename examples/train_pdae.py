@@ -36,6 +36,7 @@ from diffusers_pdae.training import (
     claim_output_dir,
     compile_frozen_model,
     configure_logging,
+    drop_last_batch,
     finalize_args,
     finish_run,
     finite_float,
@@ -207,6 +208,7 @@ def main(argv=None):
     train_dataloader = torch.utils.data.DataLoader(
         held_out.train_dataset, batch_size=config.train_batch_size, shuffle=True,
         num_workers=args.dataloader_num_workers,
+        drop_last=drop_last_batch(accelerator, len(held_out.train_dataset), config.train_batch_size),
     )  # fmt: skip
 
     named_emas = {}

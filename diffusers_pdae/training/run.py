@@ -230,6 +230,14 @@ def compile_frozen_model(accelerator: Accelerator, model: torch.nn.Module) -> to
     return model
 
 
+def drop_last_batch(accelerator: Accelerator, dataset_size: int, batch_size: int) -> bool:
+    """Whether the training DataLoader should drop an epoch's last, smaller batch: yes when Accelerate's dynamo
+    option compiles the models, where a batch of another size recompiles them (a minute or more, each epoch start on
+    CUDA graphs), as long as a full batch per process remains."""
+    compiling = accelerator.state.dynamo_plugin.backend != DynamoBackend.NO
+    return compiling and dataset_size >= batch_size * accelerator.num_processes
+
+
 def register_training_state(
     accelerator: Accelerator,
     named_models: dict[str, torch.nn.Module],

@@ -16,7 +16,7 @@ from accelerate.state import AcceleratorState
 from diffusers import DDIMScheduler, DDPMScheduler
 
 from diffusers_pdae import GradientEstimator, PDAEPipeline
-from diffusers_pdae.training import compile_frozen_model, pdae_training_loss
+from diffusers_pdae.training import compile_frozen_model, drop_last_batch, pdae_training_loss
 
 from ..conftest import LATENT_DIM, REPO, perturb_output, tiny_encoder, tiny_images, tiny_unet
 
@@ -77,13 +77,26 @@ def test_a_compiled_pipeline_decodes_and_inverts_as_the_eager_one():
 @pytest.mark.parametrize("backend", ["no", "aot_eager"])
 def test_the_frozen_unet_follows_accelerates_dynamo_setting(backend):
     unet = tiny_unet()
-    AcceleratorState._reset_state(reset_partial_state=True)  # the state is a process-wide singleton
     try:
-        returned = compile_frozen_model(Accelerator(dynamo_backend=backend, cpu=True), unet)
+        returned = compile_frozen_model(_accelerator(backend), unet)
     finally:
         AcceleratorState._reset_state(reset_partial_state=True)
     assert returned is unet and type(unet).__name__ == "UNet2DModel"
     assert (unet._compiled_call_impl is not None) == (backend != "no")
+
+
+def _accelerator(backend: str) -> Accelerator:
+    AcceleratorState._reset_state(reset_partial_state=True)  # the state is a process-wide singleton
+    return Accelerator(dynamo_backend=backend, cpu=True)
+
+
+def test_compiled_runs_drop_the_short_last_batch_that_would_recompile_them():
+    try:
+        assert drop_last_batch(_accelerator("aot_eager"), dataset_size=100, batch_size=32)
+        assert not drop_last_batch(_accelerator("aot_eager"), dataset_size=20, batch_size=32)  # nothing would be left
+        assert not drop_last_batch(_accelerator("no"), dataset_size=100, batch_size=32)
+    finally:
+        AcceleratorState._reset_state(reset_partial_state=True)
 
 
 @pytest.mark.slow
