@@ -242,6 +242,7 @@ def summarise(curves: dict[str, list[dict]]) -> dict:
 
 def plot(curves: dict[str, list[dict]], path: Path) -> None:
     from matplotlib.figure import Figure
+    from matplotlib.ticker import EngFormatter
 
     figure = Figure(figsize=(12, 6.5), layout="constrained")
     axes = figure.subplots(2, len(METRICS))
@@ -251,6 +252,7 @@ def plot(curves: dict[str, list[dict]], path: Path) -> None:
             for name, curve in curves.items():
                 axis.plot([r[x_key] for r in curve], [r[metric] for r in curve], marker="o", label=name)
             axis.set_xlabel("training images" if x_key == "images_seen" else "training seconds (evaluation excluded)")
+            axis.xaxis.set_major_formatter(EngFormatter(sep=""))
             axis.set_ylabel(metric.replace("_", " "))
             axis.grid(alpha=0.3)
             axis.legend()
