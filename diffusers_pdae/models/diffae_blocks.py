@@ -4,31 +4,12 @@
 from __future__ import annotations
 
 import torch
-from diffusers.models.attention_processor import Attention
 from diffusers.models.downsampling import Downsample2D
 from torch import nn
 
-from .gradient_estimator_blocks import ZShiftResnetBlock2D
+from .gradient_estimator_blocks import ZShiftResnetBlock2D, unet_attention, zshift_resnet_kwargs
 
 DOWNSAMPLE_TYPES = ("conv", "resnet")
-
-
-def diffae_attention(
-    channels: int, attention_head_dim: int, eps: float, groups: int | None, output_scale_factor: float = 1.0
-) -> Attention:
-    """The self-attention layer of `UNet2DModel`'s blocks over `(B, channels, H, W)` feature maps."""
-    return Attention(
-        channels,
-        heads=channels // attention_head_dim,
-        dim_head=attention_head_dim,
-        rescale_output_factor=output_scale_factor,
-        eps=eps,
-        norm_num_groups=groups,
-        residual_connection=True,
-        bias=True,
-        upcast_softmax=True,
-        _from_deprecated_attn_block=True,
-    )
 
 
 class DiffAEDownBlock(nn.Module):
@@ -72,15 +53,9 @@ class DiffAEDownBlock(nn.Module):
         super().__init__()
         if downsample_type not in DOWNSAMPLE_TYPES:
             raise ValueError(f"Unsupported downsample_type {downsample_type!r}; supported: {DOWNSAMPLE_TYPES}.")
-        resnet_kwargs = {
-            "temb_channels": temb_channels,
-            "z_channels": z_channels,
-            "eps": resnet_eps,
-            "groups": resnet_groups,
-            "dropout": dropout,
-            "time_embedding_norm": resnet_time_scale_shift,
-            "non_linearity": resnet_act_fn,
-        }
+        resnet_kwargs = zshift_resnet_kwargs(
+            temb_channels, z_channels, resnet_eps, resnet_groups, dropout, resnet_time_scale_shift, resnet_act_fn
+        )
         self.resnets = nn.ModuleList(
             ZShiftResnetBlock2D(
                 in_channels=in_channels if i == 0 else out_channels, out_channels=out_channels, **resnet_kwargs
@@ -89,8 +64,7 @@ class DiffAEDownBlock(nn.Module):
         )
         self.attentions = (
             nn.ModuleList(
-                diffae_attention(out_channels, attention_head_dim, resnet_eps, resnet_groups)
-                for _ in range(num_layers)
+                unet_attention(out_channels, attention_head_dim, resnet_eps, resnet_groups) for _ in range(num_layers)
             )
             if add_attention
             else None
@@ -174,23 +148,20 @@ class DiffAEMidBlock(nn.Module):
         dropout: float,
     ):
         super().__init__()
+        resnet_kwargs = zshift_resnet_kwargs(
+            temb_channels, z_channels, resnet_eps, resnet_groups, dropout, resnet_time_scale_shift, resnet_act_fn
+        )
         self.resnets = nn.ModuleList(
             ZShiftResnetBlock2D(
                 in_channels=in_channels,
                 out_channels=in_channels,
-                temb_channels=temb_channels,
-                z_channels=z_channels,
-                eps=resnet_eps,
-                groups=resnet_groups,
-                dropout=dropout,
-                time_embedding_norm=resnet_time_scale_shift,
-                non_linearity=resnet_act_fn,
                 output_scale_factor=output_scale_factor,
+                **resnet_kwargs,
             )
             for _ in range(2)
         )
         attention = (
-            diffae_attention(in_channels, attention_head_dim, resnet_eps, attn_groups, output_scale_factor)
+            unet_attention(in_channels, attention_head_dim, resnet_eps, attn_groups, output_scale_factor)
             if add_attention
             else None
         )

@@ -72,6 +72,46 @@ class ZShiftResnetBlock2D(ResnetBlock2D):
         return (input_tensor + hidden_states) / self.output_scale_factor
 
 
+def zshift_resnet_kwargs(
+    temb_channels: int,
+    z_channels: int,
+    resnet_eps: float,
+    resnet_groups: int,
+    dropout: float,
+    resnet_time_scale_shift: str,
+    resnet_act_fn: str,
+) -> dict:
+    """The [`ZShiftResnetBlock2D`] arguments a block passes to each of its resnets, from diffusers' block arguments."""
+    return {
+        "temb_channels": temb_channels,
+        "z_channels": z_channels,
+        "eps": resnet_eps,
+        "groups": resnet_groups,
+        "dropout": dropout,
+        "time_embedding_norm": resnet_time_scale_shift,
+        "non_linearity": resnet_act_fn,
+    }
+
+
+def unet_attention(
+    channels: int, attention_head_dim: int, eps: float, groups: int | None, output_scale_factor: float = 1.0
+) -> Attention:
+    """The self-attention layer of `UNet2DModel`'s blocks over `(B, channels, H, W)` feature maps (same names and
+    settings, so its weights load from the UNet's)."""
+    return Attention(
+        channels,
+        heads=channels // attention_head_dim,
+        dim_head=attention_head_dim,
+        rescale_output_factor=output_scale_factor,
+        eps=eps,
+        norm_num_groups=groups,
+        residual_connection=True,
+        bias=True,
+        upcast_softmax=True,
+        _from_deprecated_attn_block=True,
+    )
+
+
 class GradientEstimatorUpBlock(nn.Module):
     """One up block of G, laid out like diffusers' `UpBlock2D` / `AttnUpBlock2D` (same channels, same names).
 
@@ -104,15 +144,9 @@ class GradientEstimatorUpBlock(nn.Module):
         super().__init__()
         skip_channels = skip_channels or out_channels
         num_skips = num_skips or num_layers
-        resnet_kwargs = {
-            "temb_channels": temb_channels,
-            "z_channels": z_channels,
-            "eps": resnet_eps,
-            "groups": resnet_groups,
-            "dropout": dropout,
-            "time_embedding_norm": resnet_time_scale_shift,
-            "non_linearity": resnet_act_fn,
-        }
+        resnet_kwargs = zshift_resnet_kwargs(
+            temb_channels, z_channels, resnet_eps, resnet_groups, dropout, resnet_time_scale_shift, resnet_act_fn
+        )
         resnets, attentions = [], []
         for i in range(num_layers):
             res_skip_channels = in_channels if i == num_skips - 1 else skip_channels
@@ -123,19 +157,7 @@ class GradientEstimatorUpBlock(nn.Module):
                 )
             )
             if add_attention:
-                attentions.append(
-                    Attention(
-                        out_channels,
-                        heads=out_channels // attention_head_dim,
-                        dim_head=attention_head_dim,
-                        eps=resnet_eps,
-                        norm_num_groups=resnet_groups,
-                        residual_connection=True,
-                        bias=True,
-                        upcast_softmax=True,
-                        _from_deprecated_attn_block=True,
-                    )
-                )
+                attentions.append(unet_attention(out_channels, attention_head_dim, resnet_eps, resnet_groups))
         self.resnets = nn.ModuleList(resnets)
         self.attentions = nn.ModuleList(attentions) if add_attention else None
 

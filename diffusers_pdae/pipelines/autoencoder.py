@@ -14,9 +14,16 @@ from typing import TYPE_CHECKING
 
 import torch
 from diffusers import DDIMScheduler, ImagePipelineOutput
+from diffusers.utils.torch_utils import randn_tensor
 
 from ..image_utils import ImageInput, images_to_tensor, postprocess_images
-from .input_checks import check_finite, check_num_inference_steps, check_pipeline_folder
+from .input_checks import (
+    check_finite,
+    check_generator,
+    check_num_inference_steps,
+    check_output_type,
+    check_pipeline_folder,
+)
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -104,3 +111,39 @@ class ImageAutoencoderPipelineMixin:
             images = postprocess_images(images, output_type)
         self.maybe_free_model_hooks()
         return ImagePipelineOutput(images=images) if return_dict else (images,)
+
+    @torch.no_grad()
+    def reconstruct(
+        self,
+        images: ImageInput,
+        num_inference_steps: int = 100,
+        invert: bool = True,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        output_type: str = "pil",
+        return_dict: bool = True,
+    ) -> ImagePipelineOutput | tuple:
+        """Autoencode images: encode, take x_T from DDIM inversion (or random noise), decode deterministically.
+
+        The pipeline's own `invert` and deterministic decoding do the work, with the same steps both ways.
+
+        Args:
+            images (PIL image, list of PIL images, or `torch.Tensor` of shape `(B, C, H, W)` in [-1, 1]): as for the
+                pipeline's `encode`.
+            num_inference_steps (`int`, defaults to 100): DDIM steps of inversion and decoding.
+            invert (`bool`, defaults to `True`): infer x_T by inversion; `False` decodes from z alone with random x_T.
+            generator (`torch.Generator` or a list of one per image, *optional*): for the random x_T.
+            output_type (`str`, defaults to `"pil"`): `"pil"`, `"np"`, `"pt"` (in [0, 1]) or `"latent"` (the raw
+                `(B, C, H, W)` result in the model's [-1, 1] space, unclipped).
+            return_dict (`bool`, defaults to `True`): return an `ImagePipelineOutput` instead of a tuple.
+        """
+        output_type = check_output_type(output_type)
+        num_inference_steps = self._check_steps(num_inference_steps)
+        sample = self.prepare_images(images)
+        if not invert:
+            check_generator(generator, sample.shape[0])
+        z = self.encoder(sample).z
+        if invert:
+            latents = self.invert(sample, z, num_inference_steps)
+        else:
+            latents = randn_tensor(sample.shape, generator=generator, device=sample.device, dtype=sample.dtype)
+        return self._output(self._decode_deterministically(latents, z, num_inference_steps), output_type, return_dict)

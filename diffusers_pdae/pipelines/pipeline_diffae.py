@@ -5,13 +5,12 @@ from __future__ import annotations
 import torch
 from diffusers import DiffusionPipeline, ImagePipelineOutput, ModelMixin
 from diffusers.schedulers import SchedulerMixin
-from diffusers.utils.torch_utils import randn_tensor
 
 from ..image_utils import ImageInput
 from ..models.diffae_unet import DiffAEUNet2DModel
 from ..pdae_math import ddim_step, ddim_transitions
 from .autoencoder import ImageAutoencoderPipelineMixin
-from .input_checks import check_generator, check_output_type, check_timesteps
+from .input_checks import check_output_type, check_timesteps
 
 
 class DiffAEPipeline(ImageAutoencoderPipelineMixin, DiffusionPipeline):
@@ -115,38 +114,6 @@ class DiffAEPipeline(ImageAutoencoderPipelineMixin, DiffusionPipeline):
         for t, alpha_t, alpha_next in self.progress_bar(transitions):
             latents = ddim_step(latents, self.predict_noise(latents, t, z), alpha_t, alpha_next)
         return latents
-
-    @torch.no_grad()
-    def reconstruct(
-        self,
-        images: ImageInput,
-        num_inference_steps: int = 100,
-        invert: bool = True,
-        generator: torch.Generator | list[torch.Generator] | None = None,
-        output_type: str = "pil",
-        return_dict: bool = True,
-    ) -> ImagePipelineOutput | tuple:
-        """Autoencode images: encode, take x_T from DDIM inversion (or random noise), decode deterministically.
-
-        Args:
-            images: as for [`~DiffAEPipeline.encode`].
-            num_inference_steps (`int`, defaults to 100): DDIM steps of inversion and decoding.
-            invert (`bool`, defaults to `True`): infer x_T by inversion; `False` decodes from z alone with random x_T.
-            generator (`torch.Generator` or a list of one per image, *optional*): for the random x_T.
-            output_type (`str`, defaults to `"pil"`): `"pil"`, `"np"`, `"pt"` (in [0, 1]) or `"latent"` (raw, in
-                [-1, 1]).
-            return_dict (`bool`, defaults to `True`): return an [`ImagePipelineOutput`] instead of a tuple.
-        """
-        output_type = check_output_type(output_type)
-        num_inference_steps = self._check_steps(num_inference_steps)
-        sample = self.prepare_images(images)
-        z = self.encoder(sample).z
-        if invert:
-            latents = self.invert(sample, z, num_inference_steps)
-        else:
-            check_generator(generator, sample.shape[0])
-            latents = randn_tensor(sample.shape, generator=generator, device=sample.device, dtype=sample.dtype)
-        return self._output(self._decode_deterministically(latents, z, num_inference_steps), output_type, return_dict)
 
 
 def check_components(unet: DiffAEUNet2DModel, encoder: ModelMixin, scheduler: SchedulerMixin) -> None:

@@ -525,38 +525,6 @@ class PDAEPipeline(ImageAutoencoderPipelineMixin, DiffusionPipeline):
         return self._denoise(latents, z, self.deterministic_scheduler(num_inference_steps), shift_range=shift_range)
 
     @torch.no_grad()
-    def reconstruct(
-        self,
-        images: ImageInput,
-        num_inference_steps: int = 100,
-        invert: bool = True,
-        generator: torch.Generator | list[torch.Generator] | None = None,
-        output_type: str = "pil",
-        return_dict: bool = True,
-    ) -> ImagePipelineOutput | tuple:
-        """Autoencode images: encode, take x_T from DDIM inversion (or random noise), decode deterministically.
-
-        Args:
-            images: as for [`~PDAEPipeline.encode`].
-            num_inference_steps (`int`, defaults to 100): DDIM steps of inversion and decoding.
-            invert (`bool`, defaults to `True`): infer x_T by inversion; `False` decodes from z alone with random x_T.
-            generator (`torch.Generator`, *optional*): for the random x_T.
-            output_type (`str`, defaults to `"pil"`): as for `__call__`.
-            return_dict (`bool`, defaults to `True`): as for `__call__`.
-        """
-        output_type = check_output_type(output_type)
-        num_inference_steps = self._check_steps(num_inference_steps)
-        sample = self.prepare_images(images)
-        if not invert:
-            check_generator(generator, sample.shape[0])
-        z = self.encoder(sample).z
-        if invert:
-            latents = self.invert(sample, z, num_inference_steps)
-        else:
-            latents = randn_tensor(sample.shape, generator=generator, device=sample.device, dtype=sample.dtype)
-        return self._output(self._decode_deterministically(latents, z, num_inference_steps), output_type, return_dict)
-
-    @torch.no_grad()
     def interpolate(
         self,
         image_a: ImageInput,
