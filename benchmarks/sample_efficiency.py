@@ -1,7 +1,12 @@
 """PDAE on a frozen pre-trained DPM vs the Diff-AE-style baseline trained from scratch: quality per training image.
 
-    python benchmarks/sample_efficiency.py --out work_dirs/sample_efficiency           # the CPU-sized configuration
-    python benchmarks/sample_efficiency.py --max_steps 4000 --eval_every 250 --batch_size 128 --mixed_precision bf16
+    # the CPU-sized configuration (about 45 minutes on 2 cores)
+    python benchmarks/sample_efficiency.py --out work_dirs/sample_efficiency
+    # the GPU run of docs/results/efficiency (one process per method, at the same time, then merged)
+    python benchmarks/sample_efficiency.py --methods pdae --max_steps 1000 --eval_every 125 --batch_size 128 \
+        --mixed_precision bf16 --out work_dirs/efficiency/pdae          # and --methods baseline ... /baseline
+    python benchmarks/sample_efficiency.py --combine work_dirs/efficiency/pdae work_dirs/efficiency/baseline \
+        --out work_dirs/efficiency
 
 Both methods train on the bundled MNIST train split with the same batch size, learning rate, seed and encoder design
 (`train_pdae.py`'s default light encoder): PDAE learns the encoder and G (warm-started from the UNet's up blocks, as
@@ -48,13 +53,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pretrained", default=checkpoint_path("ddpm-mnist"), help="The frozen DPM PDAE uses.")
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
-    parser.add_argument("--max_steps", type=int, default=1500)
+    parser.add_argument("--max_steps", type=int, default=1000)
     parser.add_argument("--eval_every", type=int, default=250)
     parser.add_argument("--batch_size", type=int, default=64)
     parser.add_argument("--learning_rate", type=float, default=1e-4)
     parser.add_argument("--latent_dim", type=int, default=64)
     parser.add_argument("--mixed_precision", choices=["no", "bf16"], default="no")
-    parser.add_argument("--eval_images", type=int, default=64, help="Class-balanced test digits reconstructed.")
+    parser.add_argument("--eval_images", type=int, default=32, help="Class-balanced test digits reconstructed.")
     parser.add_argument("--inference_steps", type=int, default=50, help="DDIM steps of inversion and decoding.")
     parser.add_argument("--probe_train", type=int, default=2000, help="Stratified train digits the probe fits on.")
     parser.add_argument("--probe_test", type=int, default=1000, help="Stratified test digits the probe scores.")
