@@ -4,7 +4,7 @@
     python benchmarks/sample_efficiency.py --out work_dirs/sample_efficiency
     # the GPU run of docs/results/efficiency (one process per method, at the same time, then merged)
     python benchmarks/sample_efficiency.py --methods pdae --max_steps 1000 --eval_every 125 --batch_size 128 \
-        --mixed_precision bf16 --out work_dirs/efficiency/pdae          # and --methods baseline ... /baseline
+        --mixed_precision bf16 --eval_images 64 --out work_dirs/efficiency/pdae   # and --methods baseline
     python benchmarks/sample_efficiency.py --combine work_dirs/efficiency/pdae work_dirs/efficiency/baseline \
         --out work_dirs/efficiency
 
