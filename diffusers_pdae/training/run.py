@@ -224,18 +224,21 @@ def compile_frozen_model(accelerator: Accelerator, model: torch.nn.Module) -> to
     `accelerator.prepare` compiles the trained models when dynamo is on; this compiles `model` the same way, in place
     (`nn.Module.compile`), so its class, weights and forward hooks stay those of the model.
     """
-    plugin = accelerator.state.dynamo_plugin
-    if plugin.backend != DynamoBackend.NO:
-        model.compile(**plugin.to_kwargs())
+    if compiles(accelerator):
+        model.compile(**accelerator.state.dynamo_plugin.to_kwargs())
     return model
+
+
+def compiles(accelerator: Accelerator) -> bool:
+    """Whether Accelerate's dynamo option is on, so `accelerator.prepare` compiles the models."""
+    return accelerator.state.dynamo_plugin.backend != DynamoBackend.NO
 
 
 def drop_last_batch(accelerator: Accelerator, dataset_size: int, batch_size: int) -> bool:
     """Whether the training DataLoader should drop an epoch's last, smaller batch: yes when Accelerate's dynamo
     option compiles the models, where a batch of another size recompiles them (a minute or more, each epoch start on
     CUDA graphs), as long as a full batch per process remains."""
-    compiling = accelerator.state.dynamo_plugin.backend != DynamoBackend.NO
-    return compiling and dataset_size >= batch_size * accelerator.num_processes
+    return compiles(accelerator) and dataset_size >= batch_size * accelerator.num_processes
 
 
 def register_training_state(
