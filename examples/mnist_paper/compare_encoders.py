@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shlex
 import sys
 import time
@@ -39,8 +40,9 @@ from diffusers_pdae.image_utils import labelled_rows
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TARGETS = {"probe": 0.97, "gap_ratio": 0.5, "z_only_ssim_T100": 0.92}
 NUM_EXAMPLES = 10  # digits in the grid (reconstruction_study keeps its first 10)
-# Run names that train_encoder_design.sh makes with one command each.
+# Run names that train_encoder_design.sh and train_study_variant.sh make with one command each.
 SCRIPTED_DESIGNS = ("light", "residual", "residual-warm", "convnext")
+STUDY_SCRIPT = REPO_ROOT / "examples" / "mnist_paper" / "train_study_variant.sh"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -59,6 +61,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--curve_stride", type=int, default=40)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--device",
+        default="cuda" if torch.cuda.is_available() else "cpu",
+        help="Where the pipelines run (the digits and the x_T are drawn on the CPU either way).",
+    )
+    parser.add_argument("--title", default="Encoder designs compared", help="Heading of the written README.md.")
+    parser.add_argument(
         "--reuse",
         action="store_true",
         help="Keep the figures of runs already in --out/encoders.json with the same name, folder and settings; "
@@ -68,7 +76,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     runs = {}
     for entry in args.run:
         name, sep, folder = entry.partition("=")
-        if not sep or not name or not Path(folder, "model_index.json").is_file():
+        if not sep or not name or not (args.reuse or Path(folder, "model_index.json").is_file()):
             parser.error(f"--run {entry!r}: give NAME=FOLDER with a saved PDAEPipeline in FOLDER.")
         runs[name] = folder
     args.runs = runs
@@ -92,6 +100,9 @@ def training_summary(folder: str) -> dict:
         "num_processes": info.get("num_processes"),
         "encoder_type": flags.get("encoder_type", "light"),
         "lambda_gamma": flags.get("lambda_gamma"),
+        "latent_dim": flags.get("latent_dim"),
+        "use_ema": flags.get("use_ema"),
+        "init_from_pipeline": flags.get("init_from_pipeline"),
     }
 
 
@@ -106,7 +117,16 @@ def z_only_ssim(pipeline: PDAEPipeline, images: torch.Tensor, steps: int, seed: 
 def settings_of(args: argparse.Namespace) -> dict:
     """What a run's figures depend on besides its folder."""
     keys = ("reconstruction_digits", "steps", "z_only_steps", "probe_train", "probe_test", "curve_digits", "seed")
-    return {key: getattr(args, key) for key in (*keys, "curve_stride")}
+    return {key: getattr(args, key) for key in (*keys, "curve_stride", "device")}
+
+
+def same_settings(recorded: dict | None, args: argparse.Namespace) -> bool:
+    """Whether figures recorded with `recorded` settings answer this run's question. The device is kept in the
+    record and shown in the report, but not compared: runs measured on a GPU are reused on the CPU."""
+    if recorded is None:
+        return False
+    wanted = settings_of(args)
+    return all(recorded.get(key) == wanted[key] for key in wanted if key != "device")
 
 
 def reusable_results(args: argparse.Namespace) -> dict:
@@ -118,7 +138,7 @@ def reusable_results(args: argparse.Namespace) -> dict:
     return {
         name: result
         for name, result in previous.items()
-        if result.get("folder") == args.runs.get(name) and result.get("settings") == settings_of(args)
+        if result.get("folder") == args.runs.get(name) and same_settings(result.get("settings"), args)
     }
 
 
@@ -147,6 +167,7 @@ def evaluate_run(pipeline: PDAEPipeline, data: dict, args: argparse.Namespace) -
             "gradient_estimator": count_parameters(pipeline.gradient_estimator),
         },
         "encoder_class": type(pipeline.encoder).__name__,
+        "latent_dim": pipeline.latent_dim,
         "probe_accuracy": probe.test_accuracy,
         "probe_digits": [probe.num_train, probe.num_test],
         "probe_C": probe.C,
@@ -172,7 +193,11 @@ def example_pictures(pipeline: PDAEPipeline, data: dict, args: argparse.Namespac
     steps = min(args.steps)
     inferred = pipeline.decode(pipeline.invert(images, z, steps), z, steps, output_type="pt").images
     z_only = pipeline.decode(noise, z, args.z_only_steps, output_type="pt").images
-    return {"original": (images / 2 + 0.5).clamp(0, 1), "inferred": inferred.float().cpu(), "z_only_long": z_only}
+    return {
+        "original": (images / 2 + 0.5).clamp(0, 1),
+        "inferred": inferred.float().cpu(),
+        "z_only_long": z_only.float().cpu(),
+    }
 
 
 def load_data(args: argparse.Namespace, size: int) -> dict:
@@ -203,6 +228,7 @@ def table_rows(results: dict, args: argparse.Namespace, step_times: dict) -> lis
         "run",
         "encoder",
         "params E / G",
+        "z / gamma / EMA",
         "steps x batch",
         "s / train step",
         "probe (%)",
@@ -221,6 +247,7 @@ def table_rows(results: dict, args: argparse.Namespace, step_times: dict) -> lis
             name,
             result["encoder_class"],
             f"{result['parameters']['encoder'] / 1e3:.0f}k / {result['parameters']['gradient_estimator'] / 1e6:.2f}M",
+            recipe_cell(result),
             budget,
             f"{step_time:.3f}" if step_time else "n/a",
             f"{100 * result['probe_accuracy']:.2f}",
@@ -231,6 +258,15 @@ def table_rows(results: dict, args: argparse.Namespace, step_times: dict) -> lis
         cells.append(f"{result['gap_ratio']:.3f}")
         rows.append("| " + " | ".join(cells) + " |")
     return rows
+
+
+def recipe_cell(result: dict) -> str:
+    """z width, lambda_t's gamma and EMA of a run ("n/a" for a pipeline without training_info.json)."""
+    training = result["training"]
+    if not training.get("latent_dim"):
+        return f"{result['latent_dim']} / n/a / n/a" if "latent_dim" in result else "n/a"
+    ema = "yes" if training.get("use_ema") else "no"
+    return f"{training['latent_dim']} / {training['lambda_gamma']} / {ema}"
 
 
 def plain_inversion_rows(result: dict, steps: list[int]) -> list[str]:
@@ -264,12 +300,20 @@ def provenance_lines(results: dict) -> list[str]:
     for name, result in results.items():
         if name in SCRIPTED_DESIGNS:
             how = f"`bash examples/mnist_paper/train_encoder_design.sh {name}`"
+        elif name in study_variants():
+            how = f"`bash examples/mnist_paper/train_study_variant.sh {name}`"
         elif result["training"]:
             how = "`examples/train_pdae.py` (flags in its training_info.json)"
         else:
             how = "a pipeline without training_info.json (the bundled pdae-mnist: docs/bundled_checkpoints.md)"
         lines.append(f"- {name}: {how}")
     return lines
+
+
+def study_variants() -> tuple[str, ...]:
+    """The variant names train_study_variant.sh knows (its `case` labels)."""
+    names = re.findall(r"^\s*([a-z0-9.|-]+)\)", STUDY_SCRIPT.read_text(), flags=re.MULTILINE)
+    return tuple(part for name in names for part in name.split("|"))
 
 
 def timing_text(timing: dict) -> str:
@@ -283,11 +327,19 @@ def timing_text(timing: dict) -> str:
     )
 
 
+def devices_text(results: dict) -> str:
+    """Where each run's figures were measured (older records, without a device, were measured on the CPU)."""
+    by_device: dict[str, list[str]] = {}
+    for name, result in results.items():
+        by_device.setdefault(result.get("settings", {}).get("device", "cpu"), []).append(name)
+    return "Measured on " + "; ".join(f"{device}: {', '.join(names)}" for device, names in by_device.items()) + "."
+
+
 def write_report(results: dict, args: argparse.Namespace, step_times: dict, command: str, timing: dict) -> None:
     out = Path(args.out)
     first = next(iter(results.values()))
     lines = [
-        "# Encoder designs compared",
+        f"# {args.title}",
         "",
         f"Generated by `{command}`. Every figure is also in `encoders.json`.",
         "",
@@ -295,6 +347,8 @@ def write_report(results: dict, args: argparse.Namespace, step_times: dict, comm
         "inversion and the decoding; z only = decoded from a seeded random x_T), all 2,000 for the probe (fit on all "
         f"8,000 train digits, C picked on a held-out fifth), {args.curve_digits} for the posterior-mean gap (every "
         f"{args.curve_stride}th t plus the small ones; ratio of averages over all t). {timing_text(timing)}",
+        "",
+        devices_text(results),
         "",
         *table_rows(results, args, step_times),
         "",
@@ -313,7 +367,7 @@ def write_report(results: dict, args: argparse.Namespace, step_times: dict, comm
         "![reconstructions](reconstructions.png)",
         "",
         f"Rows: originals, then for each run the inferred-x_T reconstruction at T={min(args.steps)} and the z-only "
-        f"decoding at T={args.z_only_steps}.",
+        f"decoding at T={args.z_only_steps} (runs whose folder was absent here have no rows).",
         "",
     ]
     (out / "README.md").write_text("\n".join(lines))
@@ -330,9 +384,17 @@ def main(argv=None) -> dict:
     step_times = timing.get("pdae_step_by_encoder", {})
     results, rows, data = {}, None, None
     reusable = reusable_results(args)
+    absent = [name for name, folder in args.runs.items() if not Path(folder, "model_index.json").is_file()]
+    if unmeasured := [name for name in absent if name not in reusable]:
+        raise SystemExit(f"No saved PDAEPipeline for {unmeasured} and no figures of theirs to reuse in {out}.")
     for name, folder in args.runs.items():
         print(f"[compare] {name}: {folder}", flush=True)
-        pipeline = PDAEPipeline.from_pretrained(folder)
+        if name in absent:
+            # Measured elsewhere (a GPU machine, say) whose weights did not come back: a table row, no pictures.
+            results[name] = reusable[name]
+            print(f"[compare] {name}: folder absent here; figures reused, no pictures", flush=True)
+            continue
+        pipeline = PDAEPipeline.from_pretrained(folder).to(args.device)
         pipeline.set_progress_bar_config(disable=True)
         data = data or load_data(args, pipeline.unet.config.sample_size)
         if name in reusable:
@@ -346,7 +408,8 @@ def main(argv=None) -> dict:
         rows = rows or [("original", pictures["original"])]
         rows.append((f"{name}: inferred x_T, T={min(args.steps)}", pictures["inferred"]))
         rows.append((f"{name}: z only, T={args.z_only_steps}", pictures["z_only_long"]))
-    labelled_rows(rows).save(out / "reconstructions.png")
+    if rows:
+        labelled_rows(rows).save(out / "reconstructions.png")
     (out / "encoders.json").write_text(json.dumps({"command": command, "runs": results}, indent=2) + "\n")
     write_report(results, args, step_times, command, timing)
     print("\n".join(table_rows(results, args, step_times)))
