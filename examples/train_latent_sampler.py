@@ -23,7 +23,7 @@ import diffusers_pdae  # noqa: F401  (registers the PDAE classes for saving/load
 from diffusers_pdae import LatentSampler, PDAEPipeline
 from diffusers_pdae.bundled import checkpoint_path
 from diffusers_pdae.data import load_training_dataset
-from diffusers_pdae.evaluation import frechet_distance, gaussian_statistics
+from diffusers_pdae.evaluation import features_frechet_distance
 from diffusers_pdae.image_utils import labelled_rows
 from diffusers_pdae.training import (
     PeriodicValidation,
@@ -128,11 +128,6 @@ class CodeDataset(torch.utils.data.Dataset):
         return {"codes": self.codes[index]}
 
 
-def code_frechet_distance(sampled: torch.Tensor, reference: torch.Tensor) -> float:
-    """Frechet distance between Gaussian fits of two sets of codes `(N, D)` (0 when they match)."""
-    return frechet_distance(*gaussian_statistics(sampled), *gaussian_statistics(reference))
-
-
 def main(argv=None):
     args = parse_args(argv)
     config = TrainingConfig.from_args(args)
@@ -208,7 +203,7 @@ def main(argv=None):
         images = pipeline(
             z=sampled[: args.num_validation_images], num_inference_steps=steps, generator=generator, output_type="pt"
         ).images
-        return {"val_code_fd": code_frechet_distance(sampled, codes)}, labelled_rows([("sampled z", images)])
+        return {"val_code_fd": features_frechet_distance(sampled, codes)}, labelled_rows([("sampled z", images)])
 
     validation = PeriodicValidation(
         accelerator, args, measure, "samples", f"{args.num_validation_codes} sampled codes"

@@ -8,7 +8,7 @@ tensors. scikit-learn (the `[eval]` extra) is imported only by the functions tha
 
 from .critical_stage import PAPER_CRITICAL_STAGE, CriticalStageResult, critical_stage_scores, mixed_sampling_sweep
 from .diffusion_metrics import DiffusionCurves, curve_timesteps, diffusion_curves, one_step_predictions
-from .frechet import frechet_distance, gaussian_statistics
+from .frechet import features_frechet_distance, frechet_distance, gaussian_statistics
 from .metrics import mse, psnr, ssim
 from .probe import LinearProbeResult, linear_probe
 from .reconstruction import RECONSTRUCTION_KINDS, format_reconstruction_table, reconstruction_study
@@ -24,6 +24,7 @@ __all__ = [
     "curve_timesteps",
     "diffusion_curves",
     "format_reconstruction_table",
+    "features_frechet_distance",
     "frechet_distance",
     "gaussian_statistics",
     "linear_probe",

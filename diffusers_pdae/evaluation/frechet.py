@@ -43,3 +43,8 @@ def frechet_distance(mean_a: np.ndarray, cov_a: np.ndarray, mean_b: np.ndarray, 
     cross = np.clip(np.linalg.eigvalsh(sqrt_a @ cov_b @ sqrt_a), 0.0, None)
     trace_term = np.trace(cov_a) + np.trace(cov_b) - 2.0 * np.sqrt(cross).sum()
     return float(((mean_a - mean_b) ** 2).sum() + trace_term)
+
+
+def features_frechet_distance(features_a: np.ndarray | torch.Tensor, features_b: np.ndarray | torch.Tensor) -> float:
+    """Frechet distance between Gaussian fits of two sets of features `(N, D)` (0 when they match), e.g. PDAE codes."""
+    return frechet_distance(*gaussian_statistics(features_a), *gaussian_statistics(features_b))

@@ -102,7 +102,6 @@ def training_summary(folder: str) -> dict:
         "lambda_gamma": flags.get("lambda_gamma"),
         "latent_dim": flags.get("latent_dim"),
         "use_ema": flags.get("use_ema"),
-        "init_from_pipeline": flags.get("init_from_pipeline"),
     }
 
 
@@ -296,11 +295,11 @@ def target_lines(results: dict, args: argparse.Namespace) -> list[str]:
 
 
 def provenance_lines(results: dict) -> list[str]:
-    lines = []
+    lines, variants = [], study_variants()
     for name, result in results.items():
         if name in SCRIPTED_DESIGNS:
             how = f"`bash examples/mnist_paper/train_encoder_design.sh {name}`"
-        elif name in study_variants():
+        elif name in variants:
             how = f"`bash examples/mnist_paper/train_study_variant.sh {name}`"
         elif result["training"]:
             how = "`examples/train_pdae.py` (flags in its training_info.json)"

@@ -6,18 +6,13 @@ of 2,000 class-balanced train digits (docs/bundled_checkpoints.md).
 """
 
 import argparse
-import sys
-from pathlib import Path
 
 import torch
 from representation_baselines import pdae_codes
 
 from diffusers_pdae import PDAEPipeline
 from diffusers_pdae.bundled import checkpoint_path, load_mnist_tensors
-from diffusers_pdae.evaluation import stratified_indices
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from train_latent_sampler import code_frechet_distance  # noqa: E402
+from diffusers_pdae.evaluation import features_frechet_distance, stratified_indices
 
 
 def main(argv=None) -> dict:
@@ -35,11 +30,11 @@ def main(argv=None) -> dict:
         return pdae_codes(pipeline, images[stratified_indices(labels.numpy(), args.num_codes, args.seed)])
 
     test_codes = codes_of("test")
-    distances = {"train codes": code_frechet_distance(codes_of("train"), test_codes)}
+    distances = {"train codes": features_frechet_distance(codes_of("train"), test_codes)}
     for eta in (0.0, 1.0):
         generator = torch.Generator().manual_seed(args.seed)
         sampled = pipeline.sample_codes(args.num_codes, args.num_inference_steps, generator, eta=eta)
-        distances[f"sampled codes, eta {eta:g}"] = code_frechet_distance(sampled.float().cpu(), test_codes)
+        distances[f"sampled codes, eta {eta:g}"] = features_frechet_distance(sampled.float().cpu(), test_codes)
     for name, distance in distances.items():
         print(f"{name:22s} {distance:.3f}")
     return distances

@@ -6,6 +6,7 @@ import torch
 
 from diffusers_pdae.directions import linear_direction
 from diffusers_pdae.evaluation import (
+    features_frechet_distance,
     frechet_distance,
     gaussian_statistics,
     linear_probe,
@@ -43,6 +44,15 @@ def test_gaussian_statistics():
     mean, cov = gaussian_statistics(features)
     assert np.allclose(mean, [2.0, 2.0])
     assert np.allclose(cov, [[4.0, 3.0], [3.0, 3.0]])  # unbiased: divided by N - 1
+
+
+def test_features_frechet_distance_fits_both_sets_then_compares_them():
+    features = torch.randn(500, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    assert features_frechet_distance(features, features) == pytest.approx(0.0, abs=1e-9)
+    # Shifting every one of the 4 dimensions by 2 moves the means by 4 * 2**2 and leaves the covariances alone.
+    assert features_frechet_distance(features, features + 2) == pytest.approx(16.0, rel=1e-9)
+    expected = frechet_distance(*gaussian_statistics(features), *gaussian_statistics(features.numpy() * 3))
+    assert features_frechet_distance(features, features.numpy() * 3) == pytest.approx(expected)
 
 
 def test_linear_probe_separates_a_trivially_separable_dataset():
