@@ -19,7 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..pdae_math import ddim_step, ddim_transitions
-from ..pipelines.pipeline_pdae import PDAEPipeline
+from ..pipelines import PDAEPipeline
 
 PAPER_CRITICAL_STAGE = (400, 700)
 

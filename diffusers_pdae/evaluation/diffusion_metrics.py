@@ -24,7 +24,7 @@ from diffusers import UNet2DModel
 from tqdm.auto import tqdm
 
 from ..pdae_math import cumulative_alphas, posterior_mean, predict_original_sample
-from ..pipelines.pipeline_pdae import PDAEPipeline
+from ..pipelines import PDAEPipeline
 
 MODEL_NAMES = ("dpm", "conditional_dpm", "pdae")
 

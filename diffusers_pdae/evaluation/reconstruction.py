@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from tqdm.auto import tqdm
 
-from ..pipelines.pipeline_pdae import PDAEPipeline
+from ..pipelines import PDAEPipeline
 from .metrics import mse, psnr, ssim
 
 RECONSTRUCTION_KINDS = {

@@ -19,7 +19,7 @@ from diffusers import DDPMScheduler, UNet2DModel
 from ..models.diffae_unet import DiffAEUNet2DModel
 from ..models.encoders import EncoderModel
 from ..models.gradient_estimator import GradientEstimator
-from ..pipelines.pipeline_pdae import PDAEPipeline
+from ..pipelines import PDAEPipeline
 from ..training.diffae_objective import diffae_training_loss
 from ..training.objective import pdae_training_loss
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import inspect
 import os
 from collections.abc import Callable
 
 import torch
-from diffusers import DDIMScheduler, DiffusionPipeline, ImagePipelineOutput, ModelMixin, UNet2DModel
+from diffusers import DiffusionPipeline, ImagePipelineOutput, ModelMixin, UNet2DModel
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.schedulers import SchedulerMixin
 from diffusers.utils.hub_utils import load_or_create_model_card, populate_model_card
@@ -21,13 +20,13 @@ from ..models.gradient_estimator import GradientEstimator
 from ..models.latent_sampler import LatentSampler
 from ..models.unet_features import unet_forward_with_features
 from ..pdae_math import (
-    PREDICTION_TYPES,
     ddim_step,
     ddim_transitions,
     noise_from_model_output,
     shift_coefficients,
     shifted_noise_prediction,
 )
+from ..sampling import SchedulerStepper, check_scheduler, slerp
 from .autoencoder import ImageAutoencoderPipelineMixin
 from .input_checks import (
     check_batch_size,
@@ -56,15 +55,6 @@ EXAMPLE_DOC_STRING = """
         >>> images = pipe.reconstruct(digits, num_inference_steps=50).images
         ```
 """
-
-
-def slerp(a: torch.Tensor, b: torch.Tensor, weight: float) -> torch.Tensor:
-    """Spherical interpolation between two noise tensors of the same shape (the norm of Gaussian noise is kept)."""
-    cos_angle = (a.flatten() @ b.flatten()) / (a.norm() * b.norm())
-    angle = torch.arccos(cos_angle.clamp(-1.0, 1.0))
-    if angle.abs() < 1e-4:
-        return torch.lerp(a, b, weight)
-    return (torch.sin((1 - weight) * angle) * a + torch.sin(weight * angle) * b) / torch.sin(angle)
 
 
 class PDAEPipeline(ImageAutoencoderPipelineMixin, DiffusionPipeline):
@@ -213,9 +203,9 @@ class PDAEPipeline(ImageAutoencoderPipelineMixin, DiffusionPipeline):
         """Run `scheduler`'s timesteps from x_T down to x_0, shifting the noise prediction by z where asked.
 
         `on_step_end(step, timestep, latents, z) -> (latents, z)` runs after each step (the `__call__` callbacks).
-        Steps are taken by [`_Stepper`].
+        Steps are taken by [`~diffusers_pdae.sampling.SchedulerStepper`].
         """
-        step = _Stepper(scheduler, eta, generator, latents.device)
+        step = SchedulerStepper(scheduler, eta, generator, latents.device)
         for i, t in enumerate(self.progress_bar(scheduler.timesteps)):
             if self.interrupt:
                 continue
@@ -281,7 +271,7 @@ class PDAEPipeline(ImageAutoencoderPipelineMixin, DiffusionPipeline):
             (batch_size, self.latent_dim), generator=generator, device=device, dtype=self.latent_sampler.dtype
         )
         sample = sample * scheduler.init_noise_sigma
-        step = _Stepper(scheduler, eta, generator, device)
+        step = SchedulerStepper(scheduler, eta, generator, device)
         for i, t in enumerate(self.progress_bar(scheduler.timesteps)):
             noise_pred = self.latent_sampler(scheduler.scale_model_input(sample, t), t).sample
             sample = step(i, t, noise_pred, sample)
@@ -645,78 +635,3 @@ def check_latent_sampler(
         )
     if latent_scheduler.config.get("prediction_type", "epsilon") != "epsilon":
         raise ValueError("The latent sampler predicts noise; its scheduler's prediction_type must be 'epsilon'.")
-
-
-# Schedulers with the discrete training schedule (betas, alphas_cumprod) PDAE's coefficients are computed from.
-SERVING_SCHEDULERS = (
-    "DDPMScheduler",
-    "DDIMScheduler",
-    "DPMSolverMultistepScheduler",
-    "DPMSolverSinglestepScheduler",
-    "EulerDiscreteScheduler",
-    "EulerAncestralDiscreteScheduler",
-    "HeunDiscreteScheduler",
-    "PNDMScheduler",
-    "UniPCMultistepScheduler",
-    "LMSDiscreteScheduler",
-)
-
-
-def check_scheduler(scheduler: SchedulerMixin) -> None:
-    """Raise a `ValueError` for a scheduler PDAE cannot serve: one without a discrete training schedule (c_t and
-    lambda_t are computed from its betas) or with an unknown `prediction_type`."""
-    num_train_timesteps = scheduler.config.get("num_train_timesteps")
-    betas = getattr(scheduler, "betas", None)
-    if (
-        num_train_timesteps is None
-        or not hasattr(scheduler, "alphas_cumprod")
-        or betas is None
-        or (len(betas) != num_train_timesteps)
-    ):
-        raise ValueError(
-            f"{type(scheduler).__name__} has no discrete training schedule (betas and alphas_cumprod over "
-            "num_train_timesteps), which PDAE's shift is computed from. Use one of "
-            f"{', '.join(SERVING_SCHEDULERS)}, built from the DPM's scheduler config."
-        )
-    prediction_type = scheduler.config.get("prediction_type", "epsilon")
-    if prediction_type not in PREDICTION_TYPES:
-        raise ValueError(
-            f"The scheduler's prediction_type is {prediction_type!r}; PDAE serves DPMs predicting "
-            f"{', '.join(PREDICTION_TYPES)}."
-        )
-
-
-class _Stepper:
-    """One denoising step of `scheduler`, for images or codes: `step(i, t, noise_pred, sample) -> previous sample`.
-
-    A `DDIMScheduler` is stepped with [`~pdae_math.ddim_transitions`] (neighbouring timesteps from
-    `scheduler.timesteps`, see diffusers issue 12633); any other scheduler with its own `step`.
-    """
-
-    def __init__(self, scheduler: SchedulerMixin, eta: float, generator, device: torch.device):
-        self.scheduler, self.eta, self.generator = scheduler, eta, generator
-        self.transitions = ddim_transitions(scheduler, device) if isinstance(scheduler, DDIMScheduler) else None
-        self.step_kwargs = _step_kwargs(scheduler, eta, generator)
-
-    def __call__(self, i: int, t: torch.Tensor, noise_pred: torch.Tensor, sample: torch.Tensor) -> torch.Tensor:
-        if self.transitions is None:
-            return self.scheduler.step(noise_pred, t, sample, **self.step_kwargs).prev_sample
-        _, alpha_from, alpha_to = self.transitions[i]
-        variance_noise = None
-        if self.eta > 0:
-            variance_noise = randn_tensor(
-                sample.shape, generator=self.generator, device=sample.device, dtype=sample.dtype
-            )
-        config = self.scheduler.config
-        clip = config.clip_sample_range if config.clip_sample else None
-        return ddim_step(sample, noise_pred, alpha_from, alpha_to, self.eta, variance_noise, clip)
-
-
-def _step_kwargs(scheduler: SchedulerMixin, eta: float, generator) -> dict:
-    accepted = set(inspect.signature(scheduler.step).parameters)
-    kwargs = {}
-    if "eta" in accepted:
-        kwargs["eta"] = eta
-    if "generator" in accepted:
-        kwargs["generator"] = generator
-    return kwargs

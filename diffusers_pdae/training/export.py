@@ -16,7 +16,7 @@ from diffusers import DDIMScheduler, DDPMPipeline, DDPMScheduler, DiffusionPipel
 from ..models.encoders import load_encoder
 from ..models.gradient_estimator import GradientEstimator
 from ..models.latent_sampler import LatentSampler
-from ..pipelines.pipeline_pdae import PDAEPipeline
+from ..pipelines import PDAEPipeline
 
 PIPELINE_FILE = "pipeline.json"
 

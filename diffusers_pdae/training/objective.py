@@ -11,7 +11,7 @@ from ..models.encoders import EncoderModel
 from ..models.gradient_estimator import GradientEstimator
 from ..models.unet_features import check_unet_supported, unet_forward_with_features
 from ..pdae_math import noise_from_model_output, pdae_loss
-from ..pipelines.pipeline_pdae import check_scheduler
+from ..sampling import check_scheduler
 
 
 def sample_timesteps(

@@ -20,7 +20,7 @@ from diffusers.training_utils import EMAModel
 
 from ..file_utils import write_folder_atomically
 from ..import_utils import require
-from ..pipelines.pipeline_pdae import PDAEPipeline
+from ..pipelines import PDAEPipeline
 from .args import public_flags
 from .checkpointing import register_checkpoint_hooks, resolve_resume_path
 from .config import TrainingConfig
