@@ -118,3 +118,9 @@ def slerp(a: torch.Tensor, b: torch.Tensor, weight: float) -> torch.Tensor:
     if angle.abs() < 1e-4:
         return torch.lerp(a, b, weight)
     return (torch.sin((1 - weight) * angle) * a + torch.sin(weight * angle) * b) / torch.sin(angle)
+
+
+def in_shift_range(timestep: int | torch.Tensor, shift_range: tuple[int, int] | None) -> bool:
+    """Whether the code shifts the noise prediction at this training timestep: always when `shift_range` is None,
+    else for t1 <= t <= t2 only (the paper's mixed sampling)."""
+    return shift_range is None or shift_range[0] <= int(timestep) <= shift_range[1]

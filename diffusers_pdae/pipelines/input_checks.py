@@ -1,5 +1,6 @@
-"""Argument checks of `PDAEPipeline`, run before any denoising starts: each raises a `ValueError` (or `TypeError`)
-that names the argument and says what is allowed, instead of a wrong number or a failure deep inside the loop."""
+"""Checks of the autoencoder pipelines' arguments, components and folders, run before any denoising starts: each
+raises a `ValueError` (or `TypeError`, `FileNotFoundError`) that names the argument, component or file and says what
+is allowed, instead of a wrong number or a failure deep inside the loop."""
 
 from __future__ import annotations
 
@@ -9,6 +10,10 @@ import numbers
 import os
 
 import torch
+from diffusers import ModelMixin, UNet2DModel
+from diffusers.schedulers import SchedulerMixin
+
+from ..sampling import check_scheduler, has_discrete_schedule
 
 OUTPUT_TYPES = ("pil", "np", "pt", "latent")
 
@@ -87,6 +92,35 @@ def check_finite(tensor: torch.Tensor, name: str) -> torch.Tensor:
     return tensor
 
 
+def check_codes(z, latent_dim: int, batch_size: int | None = None, name: str = "z") -> torch.Tensor:
+    """Codes of shape `(batch_size, latent_dim)`, floating point and finite; a list of `(latent_dim,)` or
+    `(n, latent_dim)` tensors (as from several `encode` calls) is concatenated."""
+    codes = z if isinstance(z, (list, tuple)) else ()
+    if codes and all(isinstance(code, torch.Tensor) and code.ndim in (1, 2) for code in codes):
+        if len({code.shape[-1] for code in codes}) == 1:
+            z = torch.cat([code.reshape(-1, code.shape[-1]) for code in codes])
+    if not isinstance(z, torch.Tensor) or z.ndim != 2 or z.shape[1] != latent_dim:
+        shape = tuple(z.shape) if isinstance(z, torch.Tensor) else type(z)
+        raise ValueError(
+            f"{name} must be a tensor of shape (batch_size, {latent_dim}) as returned by pipe.encode, got {shape}."
+        )
+    if not z.is_floating_point():
+        raise ValueError(f"{name} must be a floating-point tensor, got dtype {z.dtype}.")
+    if batch_size is not None and z.shape[0] != batch_size:
+        raise ValueError(f"{name} has {z.shape[0]} codes but there are {batch_size} images or latents.")
+    return check_finite(z, name)
+
+
+def check_latents(latents, sample_shape: tuple[int, ...]) -> torch.Tensor:
+    """x_T of shape `(B, *sample_shape)` with B >= 1, finite."""
+    if not isinstance(latents, torch.Tensor) or latents.ndim != 4 or tuple(latents.shape[1:]) != sample_shape:
+        shape = tuple(latents.shape) if isinstance(latents, torch.Tensor) else type(latents).__name__
+        raise ValueError(f"latents must have shape (batch_size, {', '.join(map(str, sample_shape))}), got {shape}.")
+    if latents.shape[0] == 0:
+        raise ValueError("latents holds no sample (batch size 0).")
+    return check_finite(latents, "latents")
+
+
 def check_generator(generator, batch_size: int) -> None:
     """None, one `torch.Generator`, or a list of exactly `batch_size` of them."""
     if generator is None or isinstance(generator, torch.Generator):
@@ -131,13 +165,16 @@ def check_scales(scales) -> list[float]:
     return [float(s) for s in values]
 
 
-def check_pipeline_folder(folder: str, components: tuple[str, ...], optional: tuple[str, ...] = ()) -> None:
+def check_pipeline_folder(
+    folder: str, components: tuple[str, ...], pipeline_name: str = "pipeline", optional: tuple[str, ...] = ()
+) -> None:
     """Before `from_pretrained` reads a local pipeline folder: say which component or file is missing.
 
     Args:
         folder: the pipeline folder.
         components: subfolders that must exist, each with its config (`scheduler_config.json` for schedulers,
             `config.json` for models) and, for models, safetensors weights.
+        pipeline_name: the class that loads it, for the messages.
         optional: components that may be absent (or null in `model_index.json`).
 
     Raises:
@@ -156,7 +193,8 @@ def check_pipeline_folder(folder: str, components: tuple[str, ...], optional: tu
         if entry is None or entry == [None, None]:
             if name in optional:
                 continue
-            raise FileNotFoundError(f"{index_path} lists no {name!r}; a PDAEPipeline needs {', '.join(components)}.")
+            needed = ", ".join(components)
+            raise FileNotFoundError(f"{index_path} lists no {name!r}; a {pipeline_name} needs {needed}.")
         subfolder = os.path.join(folder, name)
         config = "scheduler_config.json" if "Scheduler" in str(entry[1]) else "config.json"
         if not os.path.isfile(os.path.join(subfolder, config)):
@@ -202,4 +240,87 @@ def check_safetensors_file(path: str) -> None:
     if 8 + header_size + data_end > size:
         raise ValueError(
             f"{path} is truncated: its header announces {8 + header_size + data_end} bytes, the file has {size}."
+        )
+
+
+def check_no_missing_components(pipeline_name: str, components: dict) -> None:
+    """Every named component is given (not None)."""
+    missing = [name for name, component in components.items() if component is None]
+    if missing:
+        raise ValueError(
+            f"{pipeline_name} is missing {', '.join(missing)}; it needs {', '.join(components)} (a saved pipeline "
+            "folder has one subfolder for each)."
+        )
+
+
+def config_mismatches(first: tuple[str, ModelMixin], second: tuple[str, ModelMixin], keys: tuple[str, ...]) -> list:
+    """`"key: first a vs second b"` for each config entry in `keys` on which two named models disagree."""
+    (first_name, first_model), (second_name, second_model) = first, second
+    return [
+        f"{key}: {first_name} {first_model.config[key]!r} vs {second_name} {second_model.config[key]!r}"
+        for key in keys
+        if first_model.config[key] != second_model.config[key]
+    ]
+
+
+def check_pdae_components(
+    unet: UNet2DModel, scheduler: SchedulerMixin, encoder: ModelMixin, gradient_estimator: ModelMixin
+) -> None:
+    """`PDAEPipeline`'s four components are there, the scheduler can be served, and the encoder and G fit the
+    UNet (G's layout and noise schedule, the encoder's image size, channels and code width)."""
+    components = {"unet": unet, "scheduler": scheduler, "encoder": encoder, "gradient_estimator": gradient_estimator}
+    check_no_missing_components("PDAEPipeline", components)
+    check_scheduler(scheduler)
+    gradient_estimator.check_compatible(unet)
+    gradient_estimator.check_schedule(scheduler)
+    mismatches = config_mismatches(("UNet", unet), ("encoder", encoder), ("in_channels", "sample_size"))
+    mismatches += config_mismatches(("encoder", encoder), ("gradient_estimator", gradient_estimator), ("latent_dim",))
+    if mismatches:
+        raise ValueError(
+            "The encoder does not fit the UNet and gradient estimator (" + "; ".join(mismatches) + "). Build the "
+            "encoder with the UNet's in_channels and sample_size and the estimator's latent_dim."
+        )
+
+
+def check_latent_sampler(latent_sampler: ModelMixin | None, latent_scheduler: SchedulerMixin | None, latent_dim: int):
+    """The optional latent sampler and its scheduler come together and fit the codes."""
+    if latent_sampler is None and latent_scheduler is None:
+        return
+    if latent_sampler is None or latent_scheduler is None:
+        given, missing = ("latent_sampler", "latent_scheduler")[:: 1 if latent_scheduler is None else -1]
+        raise ValueError(f"{given} is given without {missing}; pass both (or neither).")
+    if latent_sampler.config.latent_dim != latent_dim:
+        raise ValueError(
+            f"The latent sampler makes codes of width {latent_sampler.config.latent_dim} but the encoder's are "
+            f"{latent_dim}; train the sampler on this pipeline's codes."
+        )
+    if latent_scheduler.config.get("clip_sample", False):
+        raise ValueError(
+            "The latent scheduler clips samples to [-1, 1], which normalised codes exceed; build it with "
+            "clip_sample=False."
+        )
+    if latent_scheduler.config.get("prediction_type", "epsilon") != "epsilon":
+        raise ValueError("The latent sampler predicts noise; its scheduler's prediction_type must be 'epsilon'.")
+
+
+def check_diffae_components(unet: ModelMixin, encoder: ModelMixin, scheduler: SchedulerMixin) -> None:
+    """`DiffAEPipeline`'s three components are there, the scheduler is a discrete noise-predicting schedule, and the
+    encoder fits the conditional UNet."""
+    check_no_missing_components("DiffAEPipeline", {"unet": unet, "encoder": encoder, "scheduler": scheduler})
+    if not has_discrete_schedule(scheduler):
+        raise ValueError(
+            f"{type(scheduler).__name__} has no discrete training schedule (betas and alphas_cumprod over "
+            "num_train_timesteps), which the baseline is trained and inverted with; use one that has, e.g. "
+            "DDPMScheduler or DDIMScheduler."
+        )
+    if scheduler.config.get("prediction_type", "epsilon") != "epsilon":
+        raise ValueError(
+            f"The Diff-AE baseline predicts noise, but the scheduler's prediction_type is "
+            f"{scheduler.config.prediction_type!r}; build it with prediction_type='epsilon'."
+        )
+    mismatches = config_mismatches(("unet", unet), ("encoder", encoder), ("in_channels", "sample_size", "latent_dim"))
+    if mismatches:
+        raise ValueError(
+            "The encoder does not fit the conditional UNet (" + "; ".join(mismatches) + "); build both with the same "
+            "image size, channels and latent_dim."
         )

@@ -22,6 +22,10 @@ import json
 import os
 from pathlib import Path
 
+from diffusers import DiffusionPipeline
+
+from ..file_utils import write_folder_atomically
+
 PACKAGE = "diffusers_pdae"
 PIPELINE_CODE_FILE = "pipeline_pdae"
 # component name -> (code file stem in the component's folder, module of the package that defines its class)
@@ -138,6 +142,46 @@ def write_remote_code(folder: str, pipeline) -> None:
         if index.get(name, [None, None])[1] is not None:  # optional components absent are saved as [null, null]
             index[name] = [stem, index[name][1]]
     index_path.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+
+
+def save_with_code(pipeline: DiffusionPipeline, save_directory: str | os.PathLike, **save_kwargs) -> None:
+    """`DiffusionPipeline.save_pretrained(pipeline, ...)` plus [`write_remote_code`], written atomically (see
+    [`~diffusers_pdae.file_utils.write_folder_atomically`]): a crash mid-save or a concurrent reader never pairs a
+    component of one save with another of a different save; other files already in `save_directory` are kept."""
+
+    def write(folder: str) -> None:
+        DiffusionPipeline.save_pretrained(pipeline, folder, **save_kwargs)
+        write_remote_code(folder, pipeline)
+
+    write_folder_atomically(save_directory, write)
+
+
+class SavesCodeMixin:
+    """`save_pretrained` for a `DiffusionPipeline` whose folder must carry its code (put it before
+    `DiffusionPipeline` among the bases)."""
+
+    def save_pretrained(
+        self,
+        save_directory: str | os.PathLike,
+        safe_serialization: bool = True,
+        variant: str | None = None,
+        push_to_hub: bool = False,
+        **kwargs,
+    ) -> None:
+        """`DiffusionPipeline.save_pretrained`, atomic and with the pipeline's code beside the weights.
+
+        The pipeline is written to a temporary folder and renamed into place, so a crash mid-save or a concurrent
+        reader never pairs an encoder of one save with a gradient estimator of another; other files already in
+        `save_directory` are kept. The folder also gets `pipeline_pdae.py` and each custom component's code (see
+        [`~diffusers_pdae.pipelines.remote_code`]), so that `DiffusionPipeline.from_pretrained(folder,
+        custom_pipeline="pipeline_pdae", trust_remote_code=True)` loads it without diffusers-pdae installed.
+        `push_to_hub=True` then uploads it with diffusers' `push_to_hub` (`repo_id`, `token`, `private`,
+        `commit_message` and `create_pr` as keyword arguments; `repo_id` defaults to the folder's name).
+        """
+        save_with_code(self, save_directory, safe_serialization=safe_serialization, variant=variant)
+        if push_to_hub:
+            repo_id = kwargs.pop("repo_id", os.path.basename(os.path.normpath(save_directory)))
+            self.push_to_hub(repo_id, safe_serialization=safe_serialization, variant=variant, **kwargs)
 
 
 def register_with_diffusers(pipeline_class: type) -> None:

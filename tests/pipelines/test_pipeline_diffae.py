@@ -35,7 +35,7 @@ def test_shapes_and_output_types(pipeline):
     x_T = pipeline.invert(images, z, num_inference_steps=3)
     assert x_T.shape == (3, 1, 16, 16)
     assert torch.equal(pipeline.invert(images, num_inference_steps=3), x_T)  # z from the encoder by default
-    decoded = pipeline.decode(x_T, z, num_inference_steps=3).images
+    decoded = pipeline.decode(x_T, z, num_inference_steps=3, output_type="pt").images
     assert decoded.shape == (3, 1, 16, 16) and decoded.min() >= 0 and decoded.max() <= 1
     assert pipeline.decode(x_T, z, 3, output_type="np").images.shape == (3, 16, 16, 1)
     reconstructions = pipeline.reconstruct(images, num_inference_steps=3).images
