@@ -21,34 +21,16 @@ from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
 from diffusers_pdae.data import image_geometry, load_image_dataset, load_training_dataset
 from diffusers_pdae.image_utils import make_grid
 from diffusers_pdae.training import (
-    RankReport,
-    TrainingConfig,
-    TrainingLoop,
+    TrainingRun,
     add_data_args,
     add_optimization_args,
     add_output_args,
-    averaged_model,
-    claim_output_dir,
-    configure_logging,
     dpm_model_card,
-    drop_last_batch,
     finalize_args,
-    log_run_start,
-    make_accelerator,
-    make_ema,
-    make_optimization,
     make_parser,
     positive_int,
-    register_training_state,
-    release_run,
     sample_noise_and_timesteps,
-    save_trained_pipeline,
-    seed_run,
-    start_hub_repo,
-    start_trackers,
-    unwrap_model,
 )
-from diffusers_pdae.training.export import write_checkpoint_description
 
 # The bundled MNIST DPM: 1.6M parameters, 32x32 (28x28 digits padded), attention at 8x8.
 MNIST_UNET_CONFIG = {
@@ -149,12 +131,7 @@ def sample_class_conditional(unet: UNet2DModel, noise_scheduler: DDPMScheduler, 
 
 def main(argv=None):
     args = parse_args(argv)
-    config = TrainingConfig.from_args(args)
-    accelerator = make_accelerator(config)
-    configure_logging(accelerator)
-    claim_output_dir(accelerator, args)
-    repo_id = start_hub_repo(accelerator, args)
-    noise_generator = seed_run(accelerator, config.seed)
+    run = TrainingRun(args, "train_dpm")
 
     unet = build_unet(args)
     args.resolution = unet.config.sample_size
@@ -164,40 +141,18 @@ def main(argv=None):
         unet.config.in_channels, args.resolution, args.center_crop, args.random_flip, args.cache_dir,
         check_images=not args.skip_image_check,
     )  # fmt: skip
-    train_dataloader = torch.utils.data.DataLoader(
-        dataset, batch_size=config.train_batch_size, shuffle=True, num_workers=args.dataloader_num_workers,
-        drop_last=drop_last_batch(accelerator, len(dataset), config.train_batch_size),
-    )  # fmt: skip
-
-    ema_unet = make_ema(unet, config) if config.use_ema else None
-    optimizer, lr_scheduler, schedule = make_optimization(
-        config, list(unet.parameters()), len(train_dataloader), accelerator.num_processes
-    )
-    unet, optimizer, train_dataloader, lr_scheduler = accelerator.prepare(
-        unet, optimizer, train_dataloader, lr_scheduler
-    )
-
-    def describe_checkpoint(folder: str) -> None:
-        write_checkpoint_description(folder, "ddpm", noise_scheduler, None)
-
-    register_training_state(
-        accelerator, {"unet": unet}, {"unet_ema": ema_unet} if ema_unet else {}, noise_generator, describe_checkpoint
-    )
-    start_trackers(accelerator, "train_dpm", args)
+    unet = run.prepare({"unet": unet}, dataset, "ddpm", noise_scheduler)
 
     def compute_loss(batch):
         clean_images = batch["pixel_values"]
-        noise, timesteps = sample_noise_and_timesteps(clean_images, args.ddpm_num_steps, noise_generator)
+        noise, timesteps = sample_noise_and_timesteps(clean_images, args.ddpm_num_steps, run.noise_generator)
         noisy_images = noise_scheduler.add_noise(clean_images, noise, timesteps)
         class_labels = batch["class_labels"] if args.num_class_embeds is not None else None
         noise_pred = unet(noisy_images, timesteps, class_labels=class_labels).sample
         return F.mse_loss(noise_pred.float(), noise.float(), reduction="none").mean(dim=(1, 2, 3))
 
-    def final_unet() -> UNet2DModel:
-        return averaged_model(unwrap_model(accelerator, unet), ema_unet)
-
     def final_pipeline() -> DDPMPipeline:
-        return DDPMPipeline(unet=final_unet(), scheduler=noise_scheduler)
+        return DDPMPipeline(unet=run.final_model("unet"), scheduler=noise_scheduler)
 
     last_grid = {}
 
@@ -211,39 +166,25 @@ def main(argv=None):
                 num_inference_steps=args.ddpm_num_inference_steps, output_type="np",
             ).images  # fmt: skip
         else:
-            images = sample_class_conditional(final_unet(), noise_scheduler, args, generator)
+            images = sample_class_conditional(run.final_model("unet"), noise_scheduler, args, generator)
         grid = make_grid(torch.from_numpy(images).permute(0, 3, 1, 2), nrow=min(8, args.eval_batch_size))
         last_grid["path"] = os.path.join(args.output_dir, "samples", f"step-{global_step:06d}.png")
         os.makedirs(os.path.dirname(last_grid["path"]), exist_ok=True)
         grid.save(last_grid["path"])
-        for tracker in accelerator.trackers:
+        for tracker in run.accelerator.trackers:
             if tracker.name == "tensorboard":
                 tracker.writer.add_images("samples", images.transpose(0, 3, 1, 2), global_step)
 
-    def on_epoch_end(epoch: int, global_step: int) -> None:
-        if global_step >= schedule.max_train_steps:
-            return  # the final pipeline is saved first, then sampled (below)
-        if accelerator.is_main_process and (epoch + 1) % args.save_images_epochs == 0:
+    def on_epoch_end(epoch: int, global_step: int, last_epoch: bool) -> None:
+        # after the last epoch the final pipeline is saved first, then sampled (below)
+        if not last_epoch and run.accelerator.is_main_process and (epoch + 1) % args.save_images_epochs == 0:
             save_samples(global_step)
-        if args.save_model_epochs and (epoch + 1) % args.save_model_epochs == 0:
-            save_trained_pipeline(accelerator, args, final_pipeline)
 
-    loop = TrainingLoop(
-        accelerator, config, [unet], optimizer, lr_scheduler, train_dataloader, compute_loss, schedule,
-        ema_models=[ema_unet] if ema_unet else [], on_epoch_end=on_epoch_end,
-        rank_report=RankReport() if args.report_ranks else None,
-    )  # fmt: skip
-    log_run_start(accelerator, config, schedule, len(dataset))
-    loop.resume()
-    loop.run()
-
-    save_trained_pipeline(accelerator, args, final_pipeline)  # before sampling, which can take long on a CPU
-    if accelerator.is_main_process:
+    loop = run.train(compute_loss, len(dataset), on_epoch_end=on_epoch_end, save_pipeline=final_pipeline)
+    run.save_pipeline(final_pipeline)  # before sampling, which can take long on a CPU
+    if run.accelerator.is_main_process:
         save_samples(loop.global_step)
-    release_run(
-        accelerator, args, loop, dpm_model_card, grid_source=last_grid.get("path"), card_image="samples.png",
-        repo_id=repo_id,
-    )  # fmt: skip
+    run.release(dpm_model_card, grid_source=last_grid.get("path"), card_image="samples.png")
 
 
 if __name__ == "__main__":

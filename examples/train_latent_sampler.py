@@ -26,34 +26,16 @@ from diffusers_pdae.data import load_training_dataset
 from diffusers_pdae.evaluation import features_frechet_distance
 from diffusers_pdae.image_utils import labelled_rows
 from diffusers_pdae.training import (
-    PeriodicValidation,
-    RankReport,
-    TrainingConfig,
-    TrainingLoop,
+    TrainingRun,
     add_data_args,
     add_optimization_args,
     add_output_args,
-    averaged_model,
-    claim_output_dir,
-    configure_logging,
-    drop_last_batch,
     finalize_args,
-    finish_run,
     latent_sampler_model_card,
-    log_run_start,
-    make_accelerator,
-    make_ema,
-    make_optimization,
     make_parser,
     positive_int,
-    register_training_state,
     sample_noise_and_timesteps,
-    seed_run,
-    start_hub_repo,
-    start_trackers,
-    unwrap_model,
 )
-from diffusers_pdae.training.export import write_checkpoint_description
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -130,14 +112,9 @@ class CodeDataset(torch.utils.data.Dataset):
 
 def main(argv=None):
     args = parse_args(argv)
-    config = TrainingConfig.from_args(args)
-    accelerator = make_accelerator(config)
-    configure_logging(accelerator)
-    claim_output_dir(accelerator, args)
-    repo_id = start_hub_repo(accelerator, args)
-    noise_generator = seed_run(accelerator, config.seed)
+    run = TrainingRun(args, "train_latent_sampler")
 
-    base = PDAEPipeline.from_pretrained(args.pretrained_model_name_or_path).to(accelerator.device)
+    base = PDAEPipeline.from_pretrained(args.pretrained_model_name_or_path).to(run.accelerator.device)
     base.set_progress_bar_config(disable=True)
     size = base.unet.config.sample_size
     if args.resolution not in (None, size):
@@ -146,7 +123,7 @@ def main(argv=None):
         args.dataset_name, args.dataset_config_name, args.train_data_dir, args.image_column,
         base.unet.config.in_channels, size, True, False, args.cache_dir, check_images=not args.skip_image_check,
     )  # fmt: skip
-    codes = encode_dataset(base, dataset, args.encode_batch_size, not accelerator.is_local_main_process)
+    codes = encode_dataset(base, dataset, args.encode_batch_size, not run.accelerator.is_local_main_process)
     if len(codes) < 2:
         raise ValueError(f"The dataset holds {len(codes)} image(s); the sampler needs at least 2 codes to learn from.")
 
@@ -160,38 +137,20 @@ def main(argv=None):
     latent_scheduler = DDIMScheduler(
         num_train_timesteps=args.num_train_timesteps, beta_schedule=args.beta_schedule, clip_sample=False
     )
-    train_dataloader = torch.utils.data.DataLoader(
-        CodeDataset(latent_sampler.normalize(codes)), batch_size=config.train_batch_size, shuffle=True,
-        num_workers=args.dataloader_num_workers,
-        drop_last=drop_last_batch(accelerator, len(codes), config.train_batch_size),
+    latent_sampler = run.prepare(
+        {"latent_sampler": latent_sampler}, CodeDataset(latent_sampler.normalize(codes)), "latent_sampler",
+        latent_scheduler, args.pretrained_model_name_or_path,
     )  # fmt: skip
-
-    named_emas = {"latent_sampler_ema": make_ema(latent_sampler, config)} if config.use_ema else {}
-    optimizer, lr_scheduler, schedule = make_optimization(
-        config, list(latent_sampler.parameters()), len(train_dataloader), accelerator.num_processes
-    )
-    latent_sampler, optimizer, train_dataloader, lr_scheduler = accelerator.prepare(
-        latent_sampler, optimizer, train_dataloader, lr_scheduler
-    )
-
-    def describe_checkpoint(folder: str) -> None:
-        write_checkpoint_description(folder, "latent_sampler", latent_scheduler, args.pretrained_model_name_or_path)
-
-    register_training_state(
-        accelerator, {"latent_sampler": latent_sampler}, named_emas, noise_generator, describe_checkpoint
-    )
-    start_trackers(accelerator, "train_latent_sampler", args)
 
     def compute_loss(batch):
         clean = batch["codes"]
-        noise, timesteps = sample_noise_and_timesteps(clean, args.num_train_timesteps, noise_generator)
+        noise, timesteps = sample_noise_and_timesteps(clean, args.num_train_timesteps, run.noise_generator)
         noisy = latent_scheduler.add_noise(clean, noise, timesteps)
         return (latent_sampler(noisy, timesteps).sample.float() - noise).pow(2).mean(dim=1)
 
     def build_pipeline() -> PDAEPipeline:
-        final = averaged_model(unwrap_model(accelerator, latent_sampler), named_emas.get("latent_sampler_ema"))
-        components = {**base.components, "latent_sampler": final.eval(), "latent_scheduler": latent_scheduler}
-        pipeline = PDAEPipeline(**components)
+        final = run.final_model("latent_sampler").eval()
+        pipeline = PDAEPipeline(**{**base.components, "latent_sampler": final, "latent_scheduler": latent_scheduler})
         pipeline.set_progress_bar_config(disable=True)
         return pipeline
 
@@ -205,26 +164,10 @@ def main(argv=None):
         ).images
         return {"val_code_fd": features_frechet_distance(sampled, codes)}, labelled_rows([("sampled z", images)])
 
-    validation = PeriodicValidation(
-        accelerator, args, measure, "samples", f"{args.num_validation_codes} sampled codes"
-    )
-
-    def on_epoch_end(epoch: int, global_step: int) -> None:
-        validation.on_epoch_end(epoch, global_step, last_epoch=global_step >= schedule.max_train_steps)
-
-    loop = TrainingLoop(
-        accelerator, config, [latent_sampler], optimizer, lr_scheduler, train_dataloader, compute_loss, schedule,
-        ema_models=list(named_emas.values()), on_step_end=validation.on_step_end, on_epoch_end=on_epoch_end,
-        rank_report=RankReport() if args.report_ranks else None,
-    )  # fmt: skip
-    log_run_start(accelerator, config, schedule, len(codes), "nothing (validation compares with the training codes)")
-    loop.resume()
-    loop.run()
-    validation.finish(loop.global_step)
-    finish_run(
-        accelerator, args, loop, build_pipeline, latent_sampler_model_card, validation.metrics, validation.grid_path,
-        repo_id=repo_id,
-    )  # fmt: skip
+    validation = run.periodic_validation(measure, "samples", f"{args.num_validation_codes} sampled codes")
+    held_out = "nothing (validation compares with the training codes)"
+    run.train(compute_loss, len(codes), held_out, validation=validation)
+    run.finish(build_pipeline, latent_sampler_model_card, validation)
 
 
 if __name__ == "__main__":

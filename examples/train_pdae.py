@@ -11,7 +11,6 @@ UNet stays frozen in the weight dtype. The output folder is a complete `PDAEPipe
 from __future__ import annotations
 
 import argparse
-import logging
 
 import PIL.Image
 import torch
@@ -25,44 +24,23 @@ from diffusers_pdae.image_utils import labelled_rows
 from diffusers_pdae.models.encoders import EncoderModel
 from diffusers_pdae.models.gradient_estimator import noise_schedule_of
 from diffusers_pdae.training import (
-    PeriodicValidation,
-    RankReport,
-    TrainingConfig,
-    TrainingLoop,
+    TrainingRun,
     add_data_args,
+    add_encoder_args,
     add_optimization_args,
     add_output_args,
-    averaged_model,
-    claim_output_dir,
-    compile_frozen_model,
-    configure_logging,
-    drop_last_batch,
+    build_encoder,
+    check_encoder_args,
     finalize_args,
-    finish_run,
     finite_float,
     load_frozen_dpm,
-    log_run_start,
-    make_accelerator,
-    make_ema,
-    make_optimization,
     make_parser,
     pdae_model_card,
     pdae_training_loss,
     positive_float,
     positive_int,
-    register_training_state,
     sample_noise_and_timesteps,
-    save_trained_pipeline,
-    seed_run,
-    start_hub_repo,
-    start_trackers,
-    unwrap_model,
-    weight_dtype,
 )
-from diffusers_pdae.training.encoder_choice import add_encoder_args, build_encoder, check_encoder_args
-from diffusers_pdae.training.export import write_checkpoint_description
-
-logger = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -171,16 +149,10 @@ def build_trainable_models(
 
 def main(argv=None):
     args = parse_args(argv)
-    config = TrainingConfig.from_args(args)
-    accelerator = make_accelerator(config)
-    configure_logging(accelerator)
-    claim_output_dir(accelerator, args)
-    repo_id = start_hub_repo(accelerator, args)
-    noise_generator = seed_run(accelerator, config.seed)
+    run = TrainingRun(args, "train_pdae")
 
     unet, noise_scheduler = load_frozen_dpm(args.pretrained_model_name_or_path)
-    unet.to(accelerator.device, dtype=weight_dtype(accelerator))
-    compile_frozen_model(accelerator, unet)
+    run.prepare_frozen(unet)
     args.resolution = args.resolution or unet.config.sample_size
     if args.resolution != unet.config.sample_size:
         raise ValueError(
@@ -199,58 +171,31 @@ def main(argv=None):
 
     dataset = images_from(args.train_data_dir, args.dataset_name)
     if args.validation_data_dir is not None:
-        validation = images_from(args.validation_data_dir)
-        held_out = HeldOut(validation_images(validation, args.num_validation_images, keep_rest=False).images, dataset)
+        validation_set = images_from(args.validation_data_dir)
+        held_out = HeldOut(
+            validation_images(validation_set, args.num_validation_images, keep_rest=False).images, dataset
+        )
         held_out_text = f"{len(held_out.images)} images of --validation_data_dir (nothing taken from training)"
     else:
         held_out = validation_images(dataset, args.num_validation_images)
         held_out_text = f"{len(held_out.images)} of the {len(dataset)} training images (--num_validation_images)"
-    train_dataloader = torch.utils.data.DataLoader(
-        held_out.train_dataset, batch_size=config.train_batch_size, shuffle=True,
-        num_workers=args.dataloader_num_workers,
-        drop_last=drop_last_batch(accelerator, len(held_out.train_dataset), config.train_batch_size),
+    encoder, gradient_estimator = run.prepare(
+        {"encoder": encoder, "gradient_estimator": gradient_estimator}, held_out.train_dataset, "pdae",
+        noise_scheduler, args.pretrained_model_name_or_path,
     )  # fmt: skip
-
-    named_emas = {}
-    if config.use_ema:
-        named_emas = {
-            "encoder_ema": make_ema(encoder, config),
-            "gradient_estimator_ema": make_ema(gradient_estimator, config),
-        }
-    optimizer, lr_scheduler, schedule = make_optimization(
-        config,
-        [param for model in (encoder, gradient_estimator) for param in model.parameters() if param.requires_grad],
-        len(train_dataloader),
-        accelerator.num_processes,
-    )
-    encoder, gradient_estimator, optimizer, train_dataloader, lr_scheduler = accelerator.prepare(
-        encoder, gradient_estimator, optimizer, train_dataloader, lr_scheduler
-    )
-
-    def describe_checkpoint(folder: str) -> None:
-        write_checkpoint_description(folder, "pdae", noise_scheduler, args.pretrained_model_name_or_path)
-
-    register_training_state(
-        accelerator, {"encoder": encoder, "gradient_estimator": gradient_estimator}, named_emas, noise_generator,
-        describe_checkpoint,
-    )  # fmt: skip
-    start_trackers(accelerator, "train_pdae", args)
 
     def compute_loss(batch):
         clean_images = batch["pixel_values"]
         noise, timesteps = sample_noise_and_timesteps(
-            clean_images, noise_scheduler.config.num_train_timesteps, noise_generator
+            clean_images, noise_scheduler.config.num_train_timesteps, run.noise_generator
         )
         return pdae_training_loss(
             unet, encoder, gradient_estimator, noise_scheduler, clean_images, noise, timesteps, args.lambda_gamma
         )
 
     def build_pipeline() -> PDAEPipeline:
-        final_encoder = averaged_model(unwrap_model(accelerator, encoder), named_emas.get("encoder_ema"))
-        final_estimator = averaged_model(
-            unwrap_model(accelerator, gradient_estimator), named_emas.get("gradient_estimator_ema")
-        )
         scheduler = DDIMScheduler.from_config(noise_scheduler.config, clip_sample=False)
+        final_encoder, final_estimator = run.final_model("encoder"), run.final_model("gradient_estimator")
         pipeline = PDAEPipeline(unet, scheduler, final_encoder.eval(), final_estimator.eval())
         pipeline.set_progress_bar_config(disable=True)
         return pipeline
@@ -267,7 +212,7 @@ def main(argv=None):
     def measure(global_step: int) -> tuple[dict, PIL.Image.Image]:
         pipeline = build_pipeline()
         pipeline.set_progress_bar_config(desc=f"validation at step {global_step}", leave=False)
-        images = held_out.images.to(accelerator.device)
+        images = held_out.images.to(run.accelerator.device)
         steps = args.validation_inference_steps
         inferred = pipeline.reconstruct(images, num_inference_steps=steps, output_type="pt").images
         generator = torch.Generator().manual_seed(0)
@@ -282,29 +227,12 @@ def main(argv=None):
         }
         return metrics, grid
 
-    validation = PeriodicValidation(
-        accelerator, args, measure, "reconstructions", f"{len(held_out.images)} held-out images"
-    )
-
-    def on_epoch_end(epoch: int, global_step: int) -> None:
-        last_epoch = global_step >= schedule.max_train_steps
-        validation.on_epoch_end(epoch, global_step, last_epoch)
-        if args.save_model_epochs and (epoch + 1) % args.save_model_epochs == 0 and not last_epoch:
-            save_trained_pipeline(accelerator, args, release_pipeline)
-
-    loop = TrainingLoop(
-        accelerator, config, [encoder, gradient_estimator], optimizer, lr_scheduler, train_dataloader, compute_loss,
-        schedule, ema_models=list(named_emas.values()), on_step_end=validation.on_step_end,
-        on_epoch_end=on_epoch_end, rank_report=RankReport() if args.report_ranks else None,
+    validation = run.periodic_validation(measure, "reconstructions", f"{len(held_out.images)} held-out images")
+    run.train(
+        compute_loss, len(held_out.train_dataset), held_out_text, validation=validation,
+        save_pipeline=release_pipeline,
     )  # fmt: skip
-    log_run_start(accelerator, config, schedule, len(held_out.train_dataset), held_out_text)
-    loop.resume()
-    loop.run()
-    validation.finish(loop.global_step)
-    finish_run(
-        accelerator, args, loop, release_pipeline, pdae_model_card, validation.metrics, validation.grid_path,
-        repo_id=repo_id,
-    )  # fmt: skip
+    run.finish(release_pipeline, pdae_model_card, validation)
 
 
 if __name__ == "__main__":

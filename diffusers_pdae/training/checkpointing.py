@@ -10,6 +10,7 @@ objects with `accelerator.register_for_checkpointing`, whose pickles Accelerate 
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -26,10 +27,20 @@ logger = logging.getLogger(__name__)
 
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 PICKLED_CUSTOM_STATE = re.compile(r"^custom_checkpoint_\d+\.pkl$")
+PIPELINE_FILE = "pipeline.json"
 
 
 def generator_state_file(folder: str, process_index: int) -> str:
     return os.path.join(folder, f"noise_generator_{process_index}.safetensors")
+
+
+def write_checkpoint_description(folder: str, kind: str, scheduler, pretrained_model_name_or_path: str | None) -> None:
+    """What [`~diffusers_pdae.training.export.export_checkpoint`] needs besides the trained weights: the pipeline
+    `kind` ("pdae", "ddpm" or "latent_sampler"), the training scheduler's config and, for PDAE, the frozen DPM it was
+    trained on (for a latent sampler, the PDAE pipeline it samples codes for)."""
+    scheduler.save_pretrained(os.path.join(folder, "scheduler"))
+    with open(os.path.join(folder, PIPELINE_FILE), "w") as f:
+        json.dump({"kind": kind, "pretrained_model_name_or_path": pretrained_model_name_or_path}, f, indent=2)
 
 
 def list_checkpoints(output_dir: str) -> list[str]:

@@ -17,17 +17,7 @@ from ..models.encoders import load_encoder
 from ..models.gradient_estimator import GradientEstimator
 from ..models.latent_sampler import LatentSampler
 from ..pipelines import PDAEPipeline
-
-PIPELINE_FILE = "pipeline.json"
-
-
-def write_checkpoint_description(folder: str, kind: str, scheduler, pretrained_model_name_or_path: str | None) -> None:
-    """What [`export_checkpoint`] needs besides the trained weights: the pipeline `kind` ("pdae", "ddpm" or
-    "latent_sampler"), the training scheduler's config and, for PDAE, the frozen DPM it was trained on (for a latent
-    sampler, the PDAE pipeline it samples codes for)."""
-    scheduler.save_pretrained(os.path.join(folder, "scheduler"))
-    with open(os.path.join(folder, PIPELINE_FILE), "w") as f:
-        json.dump({"kind": kind, "pretrained_model_name_or_path": pretrained_model_name_or_path}, f, indent=2)
+from .checkpointing import PIPELINE_FILE
 
 
 def _weights(folder: str, name: str, use_ema: bool) -> str:

@@ -312,7 +312,7 @@ def release_folder(
     Everything is written locally first; an upload failure leaves it in place and says how to upload it later.
 
     Args:
-        card_builder (`Callable`): `pdae_model_card` or `dpm_model_card`.
+        card_builder (`Callable`): `dpm_model_card`, `pdae_model_card` or `latent_sampler_model_card`.
         metrics: final metrics for the card and `training_info.json`.
         summary: facts about the run (`TrainingLoop.summary()`).
         grid_source: a PNG to show in the card (copied into the folder as `card_image`).

@@ -1,10 +1,10 @@
-"""The Accelerate training loop shared by `examples/train_dpm.py` and `examples/train_pdae.py`.
+"""The Accelerate training loop of `examples/train_dpm.py`, `train_pdae.py` and `train_latent_sampler.py`.
 
 It runs a per-sample loss over the data for the configured number of optimiser steps, with gradient accumulation and
 clipping, EMA updates, checkpoints every `checkpointing_steps`, exact resume, a stop with a clear message on a
 non-finite loss, a wall-clock limit, a progress bar on the main process and scalar logging. What surrounds it lives
 next door: `checkpointing` (the files), `optimization` (optimiser, schedule, EMA), `objective` (what a step
-computes), `diagnostics` (rank reports) and `run` (set-up and release).
+computes), `diagnostics` (rank reports) and `run` (the run that builds it, and its set-up and release).
 """
 
 from __future__ import annotations

@@ -1,54 +1,43 @@
-"""The life of a training run around the loop: Accelerate set-up, seeded noise, state to checkpoint, trackers, and
-the release of the trained pipeline at the end. Both training scripts go through these, so they cannot drift apart.
+"""The life of a training run around its loop, for `examples/train_dpm.py`, `train_pdae.py` and
+`train_latent_sampler.py`: [`TrainingRun`] takes a script's parsed flags to its released `--output_dir` (Accelerate
+set-up, the claimed folder, seeded noise, the optimisation and checkpoint state, trackers, the loop, the atomic save
+of the trained pipeline and its model card), so each script holds only what it trains and the three cannot drift
+apart.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
-import os
-import re
-import shutil
 from collections.abc import Callable
 
+import PIL.Image
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DataLoaderConfiguration, DynamoBackend, ProjectConfiguration, broadcast_object_list
-from diffusers import DiffusionPipeline
-from diffusers.training_utils import EMAModel
+from diffusers import DiffusionPipeline, SchedulerMixin
 
 from ..file_utils import write_folder_atomically
-from ..import_utils import require
-from ..pipelines import PDAEPipeline
+from .accelerator import (
+    check_on_main_process,
+    compile_frozen_model,
+    drop_last_batch,
+    make_accelerator,
+    seed_run,
+    weight_dtype,
+)
 from .args import public_flags
-from .checkpointing import register_checkpoint_hooks, resolve_resume_path
+from .checkpointing import register_checkpoint_hooks, unwrap_model, write_checkpoint_description
 from .config import TrainingConfig
+from .diagnostics import RankReport
 from .hub import HubError, create_hub_repo, release_folder
 from .loop import TrainingLoop
+from .optimization import averaged_model, make_ema, make_optimization
+from .output_dir import claim_output_dir, release_output_dir
+from .validation import PeriodicValidation
 
 logger = logging.getLogger(__name__)
 
 TRACKER_VALUE_TYPES = (int, float, str, bool)
-LOCK_FILE = ".training.lock"
-# What --overwrite_output_dir removes of an earlier run before training (its pipeline files are replaced at the end).
-EARLIER_RUN_ENTRIES = re.compile(r"^(checkpoint-\d+(\.tmp)?|ranks|validation|samples)$")
-# Lock files this process holds (open handle, whether it created the file), kept referenced so that the locks last
-# as long as the process.
-_held_locks: dict[str, tuple] = {}
-
-
-def make_accelerator(config: TrainingConfig) -> Accelerator:
-    """An `Accelerator` configured from the shared flags, with a seedable sampler so data order can be resumed."""
-    project_config = ProjectConfiguration(project_dir=config.output_dir, logging_dir=config.logging_path)
-    require(config.logger, f"--logger {config.logger}")  # before anything runs, not at the first log
-    return Accelerator(
-        gradient_accumulation_steps=config.gradient_accumulation_steps,
-        mixed_precision=config.mixed_precision,
-        log_with=config.logger,
-        project_config=project_config,
-        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=config.seed),
-    )
 
 
 def configure_logging(accelerator: Accelerator) -> None:
@@ -65,16 +54,6 @@ def configure_logging(accelerator: Accelerator) -> None:
     datasets.utils.logging.set_verbosity_warning() if main else datasets.utils.logging.set_verbosity_error()
     diffusers.utils.logging.set_verbosity_info() if main else diffusers.utils.logging.set_verbosity_error()
     logger.info(accelerator.state)
-
-
-def check_on_main_process(accelerator: Accelerator, check: Callable[[], str]) -> None:
-    """Run `check` (returning an error message, or "" when all is well) on the main process only, and raise that
-    `ValueError` on every process, so that all stop together instead of waiting for the main one forever."""
-    message = [check() if accelerator.is_main_process else ""]
-    if accelerator.num_processes > 1:
-        broadcast_object_list(message, from_process=0)
-    if message[0]:
-        raise ValueError(message[0])
 
 
 def start_hub_repo(accelerator: Accelerator, args: argparse.Namespace) -> str | None:
@@ -111,150 +90,6 @@ def log_run_start(
     logger.info(f"  Total optimization steps = {schedule.max_train_steps}")
 
 
-def claim_output_dir(accelerator: Accelerator, args: argparse.Namespace) -> None:
-    """Make `args.output_dir` this run's, before anything is loaded or written, on every process alike.
-
-    - A folder that already holds files (another run, or anything else) is refused unless `--resume_from_checkpoint`
-      finds a checkpoint there to continue, or `--overwrite_output_dir` is given; the latter first deletes the earlier
-      run's checkpoints, rank reports and validation images, so they cannot be pruned in place of the new run's or
-      resumed by `latest` (its pipeline files and logs stay until this run replaces them).
-    - The main process then holds an exclusive lock on `output_dir/.training.lock` until it exits (the operating
-      system releases it even on SIGKILL), so a second trainer on the same folder stops with a clear error.
-
-    Raises:
-        `ValueError`: for a folder in use or holding something else, with what to do.
-    """
-    output_dir = args.output_dir
-    existing = (
-        sorted(name for name in os.listdir(output_dir) if name != LOCK_FILE) if os.path.isdir(output_dir) else []
-    )
-    resuming = args.resume_from_checkpoint is not None and resolve_resume_path(args.resume_from_checkpoint, output_dir)
-    refusal = ""
-    if existing and not resuming and not args.overwrite_output_dir:
-        shown = ", ".join(existing[:5]) + (f", ... ({len(existing)} entries)" if len(existing) > 5 else "")
-        refusal = (
-            f"--output_dir {output_dir} is not empty ({shown}). Continue a run there with --resume_from_checkpoint "
-            "latest, replace it with --overwrite_output_dir, or choose a new folder."
-        )
-
-    def claim() -> str:
-        os.makedirs(output_dir, exist_ok=True)
-        # The lock first, so a folder in use is reported as such rather than as merely "not empty".
-        error = _acquire_lock(output_dir) or refusal
-        if error:
-            _release_lock(output_dir)  # leave a folder we refuse as we found it
-            return error
-        _held_locks[os.path.abspath(output_dir)][0].write(f"{os.getpid()}\n")
-        _held_locks[os.path.abspath(output_dir)][0].flush()
-        if existing and args.overwrite_output_dir and not resuming:
-            for name in existing:
-                if EARLIER_RUN_ENTRIES.match(name):
-                    shutil.rmtree(os.path.join(output_dir, name), ignore_errors=True)
-        return ""
-
-    check_on_main_process(accelerator, claim)
-
-
-def release_output_dir(output_dir: str) -> None:
-    """Drop this process's lock on `output_dir` and remove the lock file (at the end of a run)."""
-    entry = _held_locks.pop(os.path.abspath(output_dir), None)
-    if entry is not None:
-        entry[0].close()
-    with contextlib.suppress(FileNotFoundError):
-        os.remove(os.path.join(output_dir, LOCK_FILE))
-
-
-def _acquire_lock(output_dir: str) -> str:
-    """Take the folder's lock for this process; return an error message if another process holds it."""
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: no lock, as before
-        return ""
-    key = os.path.abspath(output_dir)
-    if key in _held_locks:  # this process holds it already
-        return ""
-    path = os.path.join(output_dir, LOCK_FILE)
-    created = not os.path.exists(path)
-    handle = open(path, "a+")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        handle.seek(0)
-        owner = handle.read().strip() or "unknown"
-        handle.close()
-        return (
-            f"Another training run (process {owner}) is using --output_dir {output_dir}: wait for it to finish or "
-            "choose another folder."
-        )
-    handle.seek(0)
-    handle.truncate()
-    _held_locks[key] = (handle, created)
-    return ""
-
-
-def _release_lock(output_dir: str) -> None:
-    """Undo [`_acquire_lock`]: unlock, and remove the lock file if this process created it."""
-    entry = _held_locks.pop(os.path.abspath(output_dir), None)
-    if entry is None:
-        return
-    handle, created = entry
-    handle.close()
-    if created:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(os.path.join(output_dir, LOCK_FILE))
-
-
-def seed_run(accelerator: Accelerator, seed: int) -> torch.Generator:
-    """Seed the global RNG identically on every process (same initial weights) and return this process's own
-    generator for training noise and timesteps (`seed + process_index`, so processes draw different noise)."""
-    generator = torch.Generator().manual_seed(seed + accelerator.process_index)
-    torch.manual_seed(seed)
-    return generator
-
-
-def weight_dtype(accelerator: Accelerator) -> torch.dtype:
-    """The dtype frozen models are kept in under the run's mixed precision."""
-    return {"fp16": torch.float16, "bf16": torch.bfloat16}.get(accelerator.mixed_precision, torch.float32)
-
-
-def compile_frozen_model(accelerator: Accelerator, model: torch.nn.Module) -> torch.nn.Module:
-    """Apply Accelerate's dynamo setting (`accelerate launch --dynamo_backend ...`, or `ACCELERATE_DYNAMO_*`) to a
-    model that is not passed to `accelerator.prepare`, such as the frozen UNet (nothing to train or wrap in DDP).
-
-    `accelerator.prepare` compiles the trained models when dynamo is on; this compiles `model` the same way, in place
-    (`nn.Module.compile`), so its class, weights and forward hooks stay those of the model.
-    """
-    if compiles(accelerator):
-        model.compile(**accelerator.state.dynamo_plugin.to_kwargs())
-    return model
-
-
-def compiles(accelerator: Accelerator) -> bool:
-    """Whether Accelerate's dynamo option is on, so `accelerator.prepare` compiles the models."""
-    return accelerator.state.dynamo_plugin.backend != DynamoBackend.NO
-
-
-def drop_last_batch(accelerator: Accelerator, dataset_size: int, batch_size: int) -> bool:
-    """Whether the training DataLoader should drop an epoch's last, smaller batch: yes when Accelerate's dynamo
-    option compiles the models, where a batch of another size recompiles them (a minute or more, each epoch start on
-    CUDA graphs), as long as a full batch per process remains."""
-    return compiles(accelerator) and dataset_size >= batch_size * accelerator.num_processes
-
-
-def register_training_state(
-    accelerator: Accelerator,
-    named_models: dict[str, torch.nn.Module],
-    named_emas: dict[str, EMAModel],
-    noise_generator: torch.Generator,
-    write_extras: Callable[[str], None] | None = None,
-) -> None:
-    """Make checkpoints hold every model, every EMA and each process's noise generator (all as safetensors) and the
-    extras that turn one into a pipeline (see `examples/export_checkpoint.py`), and put the EMAs on the device."""
-    register_checkpoint_hooks(accelerator, named_models, named_emas, noise_generator, write_extras)
-    for ema_model in named_emas.values():
-        ema_model.to(accelerator.device)
-
-
 def tracker_config(args: argparse.Namespace) -> dict:
     """The flags as trackers can record them (tensorboard's hparams take numbers, strings and booleans only), without
     secrets."""
@@ -265,67 +100,215 @@ def tracker_config(args: argparse.Namespace) -> dict:
     }
 
 
-def start_trackers(accelerator: Accelerator, project_name: str, args: argparse.Namespace) -> None:
-    """Start the trackers, on the main process (after [`claim_output_dir`])."""
-    if accelerator.is_main_process:
-        accelerator.init_trackers(project_name, config=tracker_config(args))
+class TrainingRun:
+    """One run of a training script, from its parsed flags to its released `--output_dir`.
 
+    Creating it starts the run on every process alike, before any model or data is loaded: the `Accelerator`, the
+    logging, the claim on `--output_dir` ([`~diffusers_pdae.training.output_dir.claim_output_dir`]), the
+    `--push_to_hub` repo (so a run that could not push stops before training), and the seeds. A script then builds
+    what it trains and hands it over, in this order:
 
-def save_trained_pipeline(
-    accelerator: Accelerator, args: argparse.Namespace, build_pipeline: Callable[[], DiffusionPipeline]
-) -> None:
-    """Save the trained pipeline to `args.output_dir`, atomically, on the main process (after all processes are
-    done); a `PDAEPipeline` with its code beside the weights."""
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        pipeline = build_pipeline()
-        if isinstance(pipeline, PDAEPipeline):
-            pipeline.save_pretrained(args.output_dir)
-        else:
-            write_folder_atomically(args.output_dir, pipeline.save_pretrained)
-        logger.info(f"Saved {type(pipeline).__name__} to {args.output_dir}")
+    ```py
+    run = TrainingRun(args, "train_pdae")
+    unet = run.prepare_frozen(unet)  # a frozen model: device, weight dtype, compilation
+    encoder, gradient_estimator = run.prepare(
+        {"encoder": encoder, "gradient_estimator": gradient_estimator}, dataset, "pdae", noise_scheduler, dpm_name
+    )
+    validation = run.periodic_validation(measure, "reconstructions", "8 held-out images")
+    run.train(compute_loss, len(dataset), validation=validation, save_pipeline=build_pipeline)
+    run.finish(build_pipeline, pdae_model_card, validation)
+    ```
 
+    `compute_loss` draws its noise with `run.noise_generator`, and `build_pipeline` takes the trained weights from
+    [`final_model`].
 
-def release_run(
-    accelerator: Accelerator,
-    args: argparse.Namespace,
-    loop: TrainingLoop,
-    card_builder: Callable,
-    extra_metrics: dict | None = None,
-    grid_source: str | None = None,
-    card_image: str = "validation.png",
-    repo_id: str | None = None,
-) -> None:
-    """Finish the saved folder as a release (model card, `training_info.json`, `--push_to_hub`) on the main process,
-    end the trackers and give the folder back. A failed upload raises [`HubError`] after everything is on disk.
-
-    Args:
-        card_builder: `pdae_model_card` or `dpm_model_card`.
-        extra_metrics: figures for the card beside the final training loss (e.g. the last validation's).
-        grid_source: a PNG to show in the card, copied into the folder as `card_image`.
-        repo_id: from [`start_hub_repo`].
+    Attributes:
+        args: the parsed flags.
+        config: the shared flags, typed ([`TrainingConfig`]).
+        accelerator: the run's `Accelerator`.
+        noise_generator: this process's generator of training noise and timesteps (checkpointed with the run).
+        repo_id: the `--push_to_hub` repo (None without it).
+        models: the trained models as prepared, by checkpoint subfolder name (set by [`prepare`]).
+        emas: their EMAs with `--use_ema`, as `<name>_ema`.
+        optimizer: AdamW over the models' trainable parameters, prepared.
+        lr_scheduler: the `--lr_scheduler` schedule, prepared.
+        train_dataloader: the shuffled training data, prepared.
+        schedule: the run's length ([`TrainingSchedule`]).
+        loop: the [`TrainingLoop`], once [`train`] has run it.
     """
-    try:
-        if accelerator.is_main_process:
-            metrics = {"train_loss": loop.last_logs.get("loss"), **(extra_metrics or {})}
-            release_folder(args, card_builder, metrics, loop.summary(), grid_source, card_image, repo_id)
-    finally:
-        accelerator.end_training()
-        if accelerator.is_main_process:
-            release_output_dir(args.output_dir)
 
+    def __init__(self, args: argparse.Namespace, project_name: str):
+        """Start the run of `args` (a script's parsed flags), whose trackers log under `project_name`."""
+        self.args, self.project_name = args, project_name
+        self.config = TrainingConfig.from_args(args)
+        self.accelerator = make_accelerator(self.config)
+        configure_logging(self.accelerator)
+        claim_output_dir(self.accelerator, args)
+        self.repo_id = start_hub_repo(self.accelerator, args)
+        self.noise_generator = seed_run(self.accelerator, self.config.seed)
+        self.models: dict[str, torch.nn.Module] = {}
+        self.emas: dict = {}
+        self.optimizer = self.lr_scheduler = self.train_dataloader = self.schedule = None
+        self.loop: TrainingLoop | None = None
 
-def finish_run(
-    accelerator: Accelerator,
-    args: argparse.Namespace,
-    loop: TrainingLoop,
-    build_pipeline: Callable[[], DiffusionPipeline],
-    card_builder: Callable,
-    extra_metrics: dict | None = None,
-    grid_source: str | None = None,
-    card_image: str = "validation.png",
-    repo_id: str | None = None,
-) -> None:
-    """[`save_trained_pipeline`], then [`release_run`]."""
-    save_trained_pipeline(accelerator, args, build_pipeline)
-    release_run(accelerator, args, loop, card_builder, extra_metrics, grid_source, card_image, repo_id)
+    def prepare_frozen(self, model: torch.nn.Module) -> torch.nn.Module:
+        """A model the run uses without training it (PDAE's UNet), moved to the device in the weight dtype of the
+        mixed precision and compiled as `accelerator.prepare` compiles the trained ones; in place."""
+        model.to(self.accelerator.device, dtype=weight_dtype(self.accelerator))
+        return compile_frozen_model(self.accelerator, model)
+
+    def prepare(
+        self,
+        models: dict[str, torch.nn.Module],
+        dataset: torch.utils.data.Dataset,
+        pipeline_kind: str,
+        scheduler: SchedulerMixin,
+        pretrained_model_name_or_path: str | None = None,
+    ) -> torch.nn.Module | tuple[torch.nn.Module, ...]:
+        """Set up the training of `models` on `dataset`: the shuffled DataLoader, an EMA of each model with
+        `--use_ema`, AdamW over their trainable parameters with the `--lr_scheduler` schedule, `accelerator.prepare`,
+        checkpoints that hold every model, EMA and noise generator, and the trackers.
+
+        Args:
+            models: checkpoint subfolder name -> model, as built (its EMA is saved as `<name>_ema`).
+            dataset: the training examples, as the models' `compute_loss` takes them in batches.
+            pipeline_kind: the pipeline a checkpoint becomes in `examples/export_checkpoint.py`: "ddpm", "pdae" or
+                "latent_sampler".
+            scheduler: the training noise scheduler, saved in each checkpoint.
+            pretrained_model_name_or_path: the frozen DPM (PDAE) or the base pipeline (latent sampler).
+
+        Returns:
+            The prepared models, in order (the model itself when there is one), as `accelerator.prepare` returns them.
+        """
+        accelerator, config = self.accelerator, self.config
+        train_dataloader = torch.utils.data.DataLoader(
+            dataset, batch_size=config.train_batch_size, shuffle=True, num_workers=self.args.dataloader_num_workers,
+            drop_last=drop_last_batch(accelerator, len(dataset), config.train_batch_size),
+        )  # fmt: skip
+        self.emas = (
+            {f"{name}_ema": make_ema(model, config) for name, model in models.items()} if config.use_ema else {}
+        )
+        parameters = [param for model in models.values() for param in model.parameters() if param.requires_grad]
+        optimizer, lr_scheduler, self.schedule = make_optimization(
+            config, parameters, len(train_dataloader), accelerator.num_processes
+        )
+        *prepared, self.optimizer, self.train_dataloader, self.lr_scheduler = accelerator.prepare(
+            *models.values(), optimizer, train_dataloader, lr_scheduler
+        )
+        self.models = dict(zip(models, prepared, strict=True))
+
+        def describe_checkpoint(folder: str) -> None:
+            write_checkpoint_description(folder, pipeline_kind, scheduler, pretrained_model_name_or_path)
+
+        register_checkpoint_hooks(accelerator, self.models, self.emas, self.noise_generator, describe_checkpoint)
+        for ema_model in self.emas.values():
+            ema_model.to(accelerator.device)
+        if accelerator.is_main_process:
+            accelerator.init_trackers(self.project_name, config=tracker_config(self.args))
+        return prepared[0] if len(prepared) == 1 else tuple(prepared)
+
+    def final_model(self, name: str) -> torch.nn.Module:
+        """What the run releases of the model `name`: unwrapped, with its EMA weights when it has an EMA."""
+        return averaged_model(unwrap_model(self.accelerator, self.models[name]), self.emas.get(f"{name}_ema"))
+
+    def periodic_validation(
+        self, measure: Callable[[int], tuple[dict, PIL.Image.Image]], image_tag: str, description: str
+    ) -> PeriodicValidation:
+        """A [`PeriodicValidation`] of `measure` for [`train`]: `image_tag` names its grids in tensorboard and
+        `description` what it validates on, in the log."""
+        return PeriodicValidation(self.accelerator, self.args, measure, image_tag, description)
+
+    def train(
+        self,
+        compute_loss: Callable[[dict], torch.Tensor],
+        num_examples: int,
+        held_out: str | None = None,
+        validation: PeriodicValidation | None = None,
+        on_epoch_end: Callable[[int, int, bool], None] | None = None,
+        save_pipeline: Callable[[], DiffusionPipeline] | None = None,
+    ) -> TrainingLoop:
+        """Log the run's set-up, resume from `--resume_from_checkpoint` and run the [`TrainingLoop`] to its last step.
+
+        Args:
+            compute_loss: `batch -> (B,)` per-sample loss of the prepared models.
+            num_examples: how many training examples there are, for the log.
+            held_out: what is held out for validation, for the log.
+            validation: validates every `--validation_steps` steps, every `--save_images_epochs` epochs and after
+                the last step.
+            on_epoch_end: `(epoch, global_step, last_epoch) -> None`, after the validation of each epoch.
+            save_pipeline: builds the pipeline to save every `--save_model_epochs` epochs (but the last).
+        """
+        epoch_hooks = [] if validation is None else [validation.on_epoch_end]
+        if on_epoch_end is not None:
+            epoch_hooks.append(on_epoch_end)
+        every = self.args.save_model_epochs
+
+        def end_epoch(epoch: int, global_step: int) -> None:
+            last_epoch = global_step >= self.schedule.max_train_steps
+            for hook in epoch_hooks:
+                hook(epoch, global_step, last_epoch)
+            if save_pipeline is not None and every and (epoch + 1) % every == 0 and not last_epoch:
+                self.save_pipeline(save_pipeline)
+
+        self.loop = TrainingLoop(
+            self.accelerator, self.config, list(self.models.values()), self.optimizer, self.lr_scheduler,
+            self.train_dataloader, compute_loss, self.schedule, ema_models=list(self.emas.values()),
+            on_step_end=None if validation is None else validation.on_step_end, on_epoch_end=end_epoch,
+            rank_report=RankReport() if self.args.report_ranks else None,
+        )  # fmt: skip
+        log_run_start(self.accelerator, self.config, self.schedule, num_examples, held_out)
+        self.loop.resume()
+        self.loop.run()
+        if validation is not None:
+            validation.finish(self.loop.global_step)
+        return self.loop
+
+    def save_pipeline(self, build_pipeline: Callable[[], DiffusionPipeline]) -> None:
+        """Save the pipeline `build_pipeline` makes to `--output_dir` on the main process, once all processes are
+        done, atomically ([`~diffusers_pdae.file_utils.write_folder_atomically`]: a reader never sees half a save,
+        and the run's checkpoints and logs stay)."""
+        self.accelerator.wait_for_everyone()
+        if self.accelerator.is_main_process:
+            pipeline = build_pipeline()
+            write_folder_atomically(self.args.output_dir, pipeline.save_pretrained)
+            logger.info(f"Saved {type(pipeline).__name__} to {self.args.output_dir}")
+
+    def release(
+        self,
+        card_builder: Callable,
+        metrics: dict | None = None,
+        grid_source: str | None = None,
+        card_image: str = "validation.png",
+    ) -> None:
+        """Finish the saved folder as a release (model card, `training_info.json`, `--push_to_hub`) on the main
+        process, end the trackers and give the folder back. A failed upload raises [`HubError`] after everything is
+        on disk.
+
+        Args:
+            card_builder: `dpm_model_card`, `pdae_model_card` or `latent_sampler_model_card`.
+            metrics: figures for the card beside the final training loss (e.g. the last validation's).
+            grid_source: a PNG to show in the card, copied into the folder as `card_image`.
+        """
+        args = self.args
+        try:
+            if self.accelerator.is_main_process:
+                metrics = {"train_loss": self.loop.last_logs.get("loss"), **(metrics or {})}
+                summary = self.loop.summary()
+                release_folder(args, card_builder, metrics, summary, grid_source, card_image, self.repo_id)
+        finally:
+            self.accelerator.end_training()
+            if self.accelerator.is_main_process:
+                release_output_dir(args.output_dir)
+
+    def finish(
+        self,
+        build_pipeline: Callable[[], DiffusionPipeline],
+        card_builder: Callable,
+        validation: PeriodicValidation | None = None,
+    ) -> None:
+        """[`save_pipeline`], then [`release`] with the last validation's metrics and grid."""
+        self.save_pipeline(build_pipeline)
+        if validation is None:
+            self.release(card_builder)
+        else:
+            self.release(card_builder, validation.metrics, validation.grid_path)

@@ -75,7 +75,8 @@ def test_direction_fit_refuses_unusable_code_sets():
 def test_the_released_ema_model_keeps_the_code_statistics():
     # An EMA tracks parameters only: the released copy must carry the buffers over, or the sampler would denormalise
     # with mean 0 / std 1 (a bug the first trained sampler had: classifier FD 27 instead of near the floor).
-    from diffusers_pdae.training import TrainingConfig, averaged_model, make_ema
+    from diffusers_pdae.training.config import TrainingConfig
+    from diffusers_pdae.training.optimization import averaged_model, make_ema
 
     sampler = tiny_sampler()
     sampler.set_code_statistics(torch.randn(50, 8) * 3 + 2)

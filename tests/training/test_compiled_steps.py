@@ -16,7 +16,8 @@ from accelerate.state import AcceleratorState
 from diffusers import DDIMScheduler, DDPMScheduler
 
 from diffusers_pdae import GradientEstimator, PDAEPipeline
-from diffusers_pdae.training import compile_frozen_model, drop_last_batch, pdae_training_loss
+from diffusers_pdae.training import pdae_training_loss
+from diffusers_pdae.training.accelerator import compile_frozen_model, drop_last_batch
 
 from ..conftest import LATENT_DIM, REPO, perturb_output, tiny_encoder, tiny_images, tiny_unet
 

@@ -12,16 +12,15 @@ import torch
 from accelerate import Accelerator
 
 from diffusers_pdae.file_utils import write_folder_atomically
-from diffusers_pdae.training import (
+from diffusers_pdae.training.args import public_flags
+from diffusers_pdae.training.checkpointing import (
     check_resumable,
-    claim_output_dir,
     load_generator_state,
-    public_flags,
-    register_training_state,
+    register_checkpoint_hooks,
     save_generator_state,
-    tracker_config,
 )
-from diffusers_pdae.training.run import LOCK_FILE
+from diffusers_pdae.training.output_dir import LOCK_FILE, claim_output_dir
+from diffusers_pdae.training.run import tracker_config
 
 from ..conftest import load_script, tiny_encoder
 
@@ -68,7 +67,7 @@ def test_the_noise_generator_is_checkpointed_as_safetensors_not_pickle(tmp_path)
     accelerator = Accelerator(cpu=True)
     generator = torch.Generator().manual_seed(7)
     encoder = tiny_encoder()
-    register_training_state(accelerator, {"encoder": encoder}, {}, generator)
+    register_checkpoint_hooks(accelerator, {"encoder": encoder}, {}, generator)
     accelerator.prepare(encoder)
     torch.randn(3, generator=generator)
     state = generator.get_state()

@@ -21,7 +21,8 @@ from safetensors.torch import load_file
 import diffusers_pdae  # noqa: F401
 from diffusers_pdae import PDAEPipeline
 from diffusers_pdae.data import load_training_dataset
-from diffusers_pdae.training import hub, resolve_resume_path
+from diffusers_pdae.training import hub
+from diffusers_pdae.training.checkpointing import resolve_resume_path
 
 REPO = Path(__file__).resolve().parents[2]
 TRAIN_PDAE = str(REPO / "examples" / "train_pdae.py")

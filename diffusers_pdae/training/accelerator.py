@@ -1,0 +1,73 @@
+"""The `Accelerator` a training run works under, and what follows from it: checks every process agrees on, seeds,
+the frozen models' dtype and compilation, and the shape of the last batch."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import DataLoaderConfiguration, DynamoBackend, ProjectConfiguration, broadcast_object_list
+
+from ..import_utils import require
+from .config import TrainingConfig
+
+
+def make_accelerator(config: TrainingConfig) -> Accelerator:
+    """An `Accelerator` configured from the shared flags, with a seedable sampler so data order can be resumed."""
+    project_config = ProjectConfiguration(project_dir=config.output_dir, logging_dir=config.logging_path)
+    require(config.logger, f"--logger {config.logger}")  # before anything runs, not at the first log
+    return Accelerator(
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        mixed_precision=config.mixed_precision,
+        log_with=config.logger,
+        project_config=project_config,
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=config.seed),
+    )
+
+
+def check_on_main_process(accelerator: Accelerator, check: Callable[[], str]) -> None:
+    """Run `check` (returning an error message, or "" when all is well) on the main process only, and raise that
+    `ValueError` on every process, so that all stop together instead of waiting for the main one forever."""
+    message = [check() if accelerator.is_main_process else ""]
+    if accelerator.num_processes > 1:
+        broadcast_object_list(message, from_process=0)
+    if message[0]:
+        raise ValueError(message[0])
+
+
+def seed_run(accelerator: Accelerator, seed: int) -> torch.Generator:
+    """Seed the global RNG identically on every process (same initial weights) and return this process's own
+    generator for training noise and timesteps (`seed + process_index`, so processes draw different noise)."""
+    generator = torch.Generator().manual_seed(seed + accelerator.process_index)
+    torch.manual_seed(seed)
+    return generator
+
+
+def weight_dtype(accelerator: Accelerator) -> torch.dtype:
+    """The dtype frozen models are kept in under the run's mixed precision."""
+    return {"fp16": torch.float16, "bf16": torch.bfloat16}.get(accelerator.mixed_precision, torch.float32)
+
+
+def compile_frozen_model(accelerator: Accelerator, model: torch.nn.Module) -> torch.nn.Module:
+    """Apply Accelerate's dynamo setting (`accelerate launch --dynamo_backend ...`, or `ACCELERATE_DYNAMO_*`) to a
+    model that is not passed to `accelerator.prepare`, such as the frozen UNet (nothing to train or wrap in DDP).
+
+    `accelerator.prepare` compiles the trained models when dynamo is on; this compiles `model` the same way, in place
+    (`nn.Module.compile`), so its class, weights and forward hooks stay those of the model.
+    """
+    if compiles(accelerator):
+        model.compile(**accelerator.state.dynamo_plugin.to_kwargs())
+    return model
+
+
+def compiles(accelerator: Accelerator) -> bool:
+    """Whether Accelerate's dynamo option is on, so `accelerator.prepare` compiles the models."""
+    return accelerator.state.dynamo_plugin.backend != DynamoBackend.NO
+
+
+def drop_last_batch(accelerator: Accelerator, dataset_size: int, batch_size: int) -> bool:
+    """Whether the training DataLoader should drop an epoch's last, smaller batch: yes when Accelerate's dynamo
+    option compiles the models, where a batch of another size recompiles them (a minute or more, each epoch start on
+    CUDA graphs), as long as a full batch per process remains."""
+    return compiles(accelerator) and dataset_size >= batch_size * accelerator.num_processes
