@@ -24,6 +24,8 @@ setup(
         "numpy",
         "Pillow",
         "tqdm",
+        # PSNR and SSIM (diffusers_pdae.evaluation.metrics).
+        "torchmetrics>=1.0",
     ],
     extras_require={
         "dev": ["pytest", "ruff", "selenium>=4.20"],

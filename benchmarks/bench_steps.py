@@ -23,22 +23,22 @@ from pathlib import Path
 
 import torch
 from diffusers import DDPMScheduler, UNet2DModel
+from step_timing import (
+    COMPILE_MODES,
+    GRADIENT_ESTIMATOR_OPTIONS,
+    compiled,
+    ddpm_loss_fn,
+    decoding_run,
+    diffae_loss_fn,
+    encoding_run,
+    median_seconds,
+    pdae_loss_fn,
+    training_step,
+)
 
 from diffusers_pdae import GradientEstimator, PDAEPipeline
 from diffusers_pdae.bundled import checkpoint_path
 from diffusers_pdae.evaluation.critical_stage import PAPER_CRITICAL_STAGE
-from diffusers_pdae.evaluation.step_timing import (
-    COMPILE_MODES,
-    GRADIENT_ESTIMATOR_OPTIONS,
-    compiled,
-    ddpm_loss,
-    decoding_run,
-    diffae_loss,
-    encoding_run,
-    median_seconds,
-    pdae_loss,
-    training_step,
-)
 from diffusers_pdae.models import DiffAEUNet2DModel
 from diffusers_pdae.training.encoder_choice import light_encoder_for
 
@@ -119,13 +119,13 @@ def time_training(models: Models, images: torch.Tensor, args, autocast_dtype) ->
     device, scheduler = images.device, models.scheduler
     common = {"batch_shape": images.shape, "num_train_timesteps": 1000, "device": device}
     common["autocast_dtype"] = autocast_dtype
-    steps = {"ddpm": training_step(ddpm_loss(models.unet, scheduler, images), models.unet.parameters(), **common)}
+    steps = {"ddpm": training_step(ddpm_loss_fn(models.unet, scheduler, images), models.unet.parameters(), **common)}
     for name in args.gradient_estimators:
         estimator = models.gradient_estimators[name]
         trainable = [*models.encoder.parameters(), *estimator.parameters()]
-        loss = pdae_loss(models.unet, models.encoder, estimator, scheduler, images)
+        loss = pdae_loss_fn(models.unet, models.encoder, estimator, scheduler, images)
         steps[f"pdae {name}"] = training_step(loss, trainable, **common)
-    loss = diffae_loss(models.baseline, models.encoder, scheduler, images)
+    loss = diffae_loss_fn(models.baseline, models.encoder, scheduler, images)
     steps["baseline"] = training_step(loss, [*models.baseline.parameters(), *models.encoder.parameters()], **common)
 
     seconds = {}

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import torch
 from diffusers import DDPMScheduler, UNet2DModel
+from step_timing import ddpm_loss_fn, median_seconds, pdae_loss_fn, training_step
 
 from diffusers_pdae import GradientEstimator
 from diffusers_pdae.bundled import checkpoint_path
 from diffusers_pdae.data import bundled_mnist_dataset
-from diffusers_pdae.evaluation.step_timing import ddpm_loss, median_seconds, pdae_loss, training_step
 from diffusers_pdae.training import freeze
 from diffusers_pdae.training.encoder_choice import ENCODER_TYPES, add_encoder_args, build_encoder, check_encoder_args
 
@@ -56,7 +56,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def ddpm_step_fn(pretrained: str, batch: torch.Tensor, autocast_dtype):
     unet = UNet2DModel.from_pretrained(pretrained, subfolder="unet").train()
     scheduler = DDPMScheduler.from_pretrained(pretrained, subfolder="scheduler")
-    loss = ddpm_loss(unet, scheduler, batch)
+    loss = ddpm_loss_fn(unet, scheduler, batch)
     return training_step(loss, unet.parameters(), batch.shape, 1000, batch.device, autocast_dtype)
 
 
@@ -79,7 +79,7 @@ def pdae_step_fn(pretrained: str, batch: torch.Tensor, autocast_dtype, encoder_f
     encoder = build_encoder(encoder_flags, unet).train()
     estimator = GradientEstimator.from_unet(unet, latent_dim=64, warm_start=True).train()
     trainable = [param for model in (encoder, estimator) for param in model.parameters() if param.requires_grad]
-    loss = pdae_loss(unet, encoder, estimator, scheduler, batch)
+    loss = pdae_loss_fn(unet, encoder, estimator, scheduler, batch)
     return training_step(loss, trainable, batch.shape, 1000, batch.device, autocast_dtype)
 
 

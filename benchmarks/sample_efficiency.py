@@ -31,12 +31,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
+from step_timing import autocast, synchronize
 
 from diffusers_pdae import GradientEstimator, PDAEPipeline
 from diffusers_pdae.bundled import checkpoint_path
 from diffusers_pdae.data import bundled_mnist_dataset
 from diffusers_pdae.evaluation import linear_probe, psnr, ssim, stratified_indices
-from diffusers_pdae.evaluation.step_timing import autocast, synchronize
 from diffusers_pdae.models import DiffAEUNet2DModel
 from diffusers_pdae.pipelines.pipeline_diffae import DiffAEPipeline
 from diffusers_pdae.training import load_frozen_dpm, pdae_training_loss, sample_noise_and_timesteps

@@ -1,10 +1,18 @@
 """The benchmarks on tiny models for a step or two per configuration, so they cannot rot."""
 
 import json
+import sys
 
 import pytest
+import torch
 
-from .conftest import load_script, tiny_unet
+from .conftest import REPO, load_script, tiny_unet
+
+# The benchmarks import their timing module, benchmarks/step_timing.py, by plain name, as running a script from
+# benchmarks/ allows; make it importable here the same way.
+BENCHMARKS_DIR = REPO / "benchmarks"
+if str(BENCHMARKS_DIR) not in sys.path:
+    sys.path.insert(0, str(BENCHMARKS_DIR))
 
 
 def test_training_step_benchmark_times_every_encoder_design(tmp_path, capsys):
@@ -85,3 +93,15 @@ def test_separate_runs_of_each_method_combine_into_one_comparison(tmp_path):
     assert set(merged["curves"]) == {"pdae", "baseline"} and merged["config"]["methods"] == ["pdae", "baseline"]
     with pytest.raises(ValueError, match="different settings"):
         benchmark.combine([pdae, {**baseline, "config": {**config, "batch_size": 8}}])
+
+
+def test_step_timing_times_every_call_after_the_warmup_and_knows_its_compile_modes():
+    import step_timing
+
+    calls = []
+    seconds = step_timing.median_seconds(lambda: calls.append(1), steps=3, warmup=2, device=torch.device("cpu"))
+    assert len(calls) == 5 and seconds >= 0
+    module = torch.nn.Linear(2, 2)
+    assert step_timing.compiled(module, "none") is module
+    with pytest.raises(ValueError, match="Unknown compile mode 'fast'"):
+        step_timing.compiled(module, "fast")

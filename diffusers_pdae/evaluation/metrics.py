@@ -1,9 +1,14 @@
-"""Image metrics: MSE, PSNR and SSIM on images in [0, 1], per image."""
+"""Image metrics: MSE, PSNR and SSIM on images in [0, 1], per image. PSNR and SSIM are torchmetrics' own.
+
+torchmetrics is imported on first use: it loads all of its domains (audio, text, ...), about a second on 2 CPU cores
+beyond what `import diffusers_pdae.evaluation` (and the app, through `interactive`) loads already.
+"""
 
 from __future__ import annotations
 
+import math
+
 import torch
-import torch.nn.functional as F
 
 
 def mse(images: torch.Tensor, references: torch.Tensor) -> torch.Tensor:
@@ -12,15 +17,16 @@ def mse(images: torch.Tensor, references: torch.Tensor) -> torch.Tensor:
 
 
 def psnr(images: torch.Tensor, references: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
-    """Peak signal-to-noise ratio in dB per image (peak 1). Inputs `(B, C, H, W)` in [0, 1]; returns `(B,)`."""
-    return 10 * torch.log10(1.0 / (mse(images, references) + eps))
+    """Peak signal-to-noise ratio in dB per image (peak 1). Inputs `(B, C, H, W)` in [0, 1]; returns `(B,)`.
 
+    Capped at `10 log10(1 / eps)` dB (100 dB by default), so identical images give a finite value and a mean over
+    images stays finite.
+    """
+    from torchmetrics.functional.image import peak_signal_noise_ratio
 
-def _gaussian_window(size: int, sigma: float, channels: int) -> torch.Tensor:
-    coords = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
-    kernel_1d = torch.exp(-(coords**2) / (2 * sigma**2))
-    kernel_1d = kernel_1d / kernel_1d.sum()
-    return (kernel_1d[:, None] * kernel_1d[None, :]).expand(channels, 1, size, size).contiguous()
+    x, y = images.float(), references.float()
+    scores = peak_signal_noise_ratio(x, y, data_range=1.0, reduction="none", dim=tuple(range(1, x.ndim)))
+    return scores.clamp(max=10 * math.log10(1 / eps))
 
 
 def ssim(
@@ -32,20 +38,28 @@ def ssim(
 ) -> torch.Tensor:
     """Structural similarity (Wang et al. 2004) per image, Gaussian window 11 / sigma 1.5, valid positions only.
 
-    Inputs `(B, C, H, W)` in [0, `data_range`]; returns `(B,)`, the mean SSIM map over channels and positions
-    (K1 = 0.01, K2 = 0.03). Computed in float64.
+    Inputs `(B, C, H, W)` in [0, `data_range`] with H and W at least `window_size`; returns `(B,)`, the mean SSIM
+    map over channels and positions (K1 = 0.01, K2 = 0.03). Computed in float32 by torchmetrics, which sizes the
+    Gaussian window from `sigma` (`2 * int(3.5 * sigma + 0.5) + 1`), so `window_size` must be that size.
     """
-    x, y = images.double(), references.double()
-    channels = x.shape[1]
-    window = _gaussian_window(window_size, sigma, channels).to(x.device)
+    if window_size != 2 * int(3.5 * sigma + 0.5) + 1:
+        raise ValueError(
+            f"window_size={window_size} does not match sigma={sigma}: torchmetrics uses a Gaussian window of "
+            f"2 * int(3.5 * sigma + 0.5) + 1 = {2 * int(3.5 * sigma + 0.5) + 1} pixels."
+        )
+    if min(images.shape[-2:]) < window_size:
+        raise ValueError(f"Images of size {tuple(images.shape[-2:])} are smaller than the {window_size}-pixel window.")
+    # torchmetrics pads the images by reflection and, since its PR #2721 (2024), averages the SSIM map over every
+    # pixel, border windows that are partly mirrored image included; on the bundled MNIST reconstructions that moves
+    # scores by up to 0.26. We keep the valid positions (windows inside the image: Wang et al., scikit-image, this
+    # package before torchmetrics, torchmetrics before that PR): the full map, with the half-window border cropped.
+    # float32 rather than float64: within 1.2e-6 of the float64 values on the bundled reconstructions, and 3-4 times
+    # faster than the float64 convolutions we used before (256 images 32x32 on one CPU thread: 0.19 s against 0.67 s).
+    from torchmetrics.functional.image import structural_similarity_index_measure
 
-    def blur(tensor: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(tensor, window, groups=channels)
-
-    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
-    mu_x, mu_y = blur(x), blur(y)
-    var_x = blur(x * x) - mu_x**2
-    var_y = blur(y * y) - mu_y**2
-    cov = blur(x * y) - mu_x * mu_y
-    ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
-    return ssim_map.flatten(1).mean(dim=1).float()
+    x, y = images.float(), references.float()
+    _, ssim_map = structural_similarity_index_measure(
+        x, y, sigma=sigma, data_range=data_range, reduction="none", return_full_image=True
+    )
+    half = window_size // 2
+    return ssim_map[..., half:-half, half:-half].flatten(1).mean(dim=1)

@@ -21,8 +21,8 @@ from .diffae_blocks import DiffAEDownBlock, DiffAEMidBlock
 from .gradient_estimator_blocks import GradientEstimatorUpBlock
 from .unet_features import SUPPORTED_DOWN_BLOCKS, SUPPORTED_UP_BLOCKS
 
-# `UNet2DModel` config entries that define the layout; `from_unet_config` copies them.
-UNET_LAYOUT_KEYS = (
+# `UNet2DModel` config entries that define the layout: the ones `from_unet_config` copies to mirror a UNet.
+MIRRORED_UNET_CONFIG_KEYS = (
     "sample_size",
     "in_channels",
     "out_channels",
@@ -230,7 +230,7 @@ class DiffAEUNet2DModel(ModelMixin, ConfigMixin):
                 f"DiffAEUNet2DModel cannot mirror a UNet2DModel with {', '.join(unsupported)}; it supports "
                 f"{', '.join(f'{key}={value!r}' for key, value in UNSUPPORTED_UNET_OPTIONS.items())}."
             )
-        layout = {key: config[key] for key in UNET_LAYOUT_KEYS if key in config}
+        layout = {key: config[key] for key in MIRRORED_UNET_CONFIG_KEYS if key in config}
         return cls(**{**layout, "latent_dim": latent_dim, **overrides})
 
     def forward(

@@ -18,8 +18,9 @@ from .unet_features import SUPPORTED_UP_BLOCKS, UNetFeatures, check_unet_support
 # Scheduler config entries that define the noise schedule G was trained with; a pipeline must use the same.
 NOISE_SCHEDULE_KEYS = ("num_train_timesteps", "beta_schedule", "beta_start", "beta_end", "trained_betas")
 
-# Config entries that must agree between a UNet2DModel and a GradientEstimator built for it.
-UNET_LAYOUT_KEYS = (
+# UNet2DModel config entries a GradientEstimator shares with its UNet: `from_unet` copies them, `check_compatible`
+# requires them equal.
+UNET_KEYS_SHARED_WITH_G = (
     "sample_size",
     "out_channels",
     "block_out_channels",
@@ -191,7 +192,7 @@ class GradientEstimator(ModelMixin, ConfigMixin):
             `ValueError`: if `unet` has a block type or embedding PDAE cannot serve (the message names it).
         """
         check_unet_supported(unet.config)
-        config = {key: unet.config[key] for key in UNET_LAYOUT_KEYS}
+        config = {key: unet.config[key] for key in UNET_KEYS_SHARED_WITH_G}
         config.update(
             norm_eps=unet.config.norm_eps,
             act_fn=unet.config.act_fn,
@@ -244,7 +245,7 @@ class GradientEstimator(ModelMixin, ConfigMixin):
         temb_channels = unet.time_embedding.linear_2.out_features
         mismatches = [
             f"{key}: UNet {unet.config[key]!r} vs gradient_estimator {self.config[key]!r}"
-            for key in UNET_LAYOUT_KEYS
+            for key in UNET_KEYS_SHARED_WITH_G
             if _normalised(unet.config[key]) != _normalised(self.config[key])
         ]
         if temb_channels != self.config.temb_channels:

@@ -1,4 +1,7 @@
-"""What a training or sampling step costs: the steps benchmarks/bench_steps.py and benchmark_training_step.py time.
+"""What a training or sampling step costs: the steps bench_steps.py and benchmark_training_step.py time.
+
+A module beside the benchmark scripts, imported by plain name (`from step_timing import ...`), as running a script
+from benchmarks/ puts this folder on the path.
 
 Each builder returns a closure that runs one step on fixed inputs, drawing fresh noise and timesteps from a seeded
 generator on the inputs' device; [`median_seconds`] times it with the device synchronised around every call. The
@@ -16,12 +19,12 @@ import torch
 import torch.nn.functional as F
 from diffusers import DDPMScheduler, UNet2DModel
 
-from ..models.diffae_unet import DiffAEUNet2DModel
-from ..models.encoders import EncoderModel
-from ..models.gradient_estimator import GradientEstimator
-from ..pipelines import PDAEPipeline
-from ..training.diffae_objective import diffae_training_loss
-from ..training.objective import pdae_training_loss
+from diffusers_pdae.models.diffae_unet import DiffAEUNet2DModel
+from diffusers_pdae.models.encoders import EncoderModel
+from diffusers_pdae.models.gradient_estimator import GradientEstimator
+from diffusers_pdae.pipelines import PDAEPipeline
+from diffusers_pdae.training.diffae_objective import diffae_training_loss
+from diffusers_pdae.training.objective import pdae_training_loss
 
 # Lighter gradient estimators to compare with the full one: `GradientEstimator.from_unet` keyword arguments.
 GRADIENT_ESTIMATOR_OPTIONS = {
@@ -96,7 +99,7 @@ def training_step(
     return step
 
 
-def ddpm_loss(unet: UNet2DModel, scheduler: DDPMScheduler, images: torch.Tensor) -> LossFunction:
+def ddpm_loss_fn(unet: UNet2DModel, scheduler: DDPMScheduler, images: torch.Tensor) -> LossFunction:
     """The DPM's own training loss on `images` `(B, C, H, W)`: what pre-training the UNet costs per step."""
 
     def loss(noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
@@ -106,7 +109,7 @@ def ddpm_loss(unet: UNet2DModel, scheduler: DDPMScheduler, images: torch.Tensor)
     return loss
 
 
-def pdae_loss(
+def pdae_loss_fn(
     unet: UNet2DModel,
     encoder: EncoderModel,
     gradient_estimator: GradientEstimator,
@@ -121,7 +124,7 @@ def pdae_loss(
     return loss
 
 
-def diffae_loss(
+def diffae_loss_fn(
     model: DiffAEUNet2DModel, encoder: EncoderModel, scheduler: DDPMScheduler, images: torch.Tensor
 ) -> LossFunction:
     """The Diff-AE baseline's loss: its conditional UNet and encoder trained jointly."""
