@@ -5,7 +5,7 @@ VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo app test test-slow test-browser browser-deps screenshots docs lint ci clean
+.PHONY: install demo app test test-slow test-browser browser-deps screenshots docs reliability-doc lint ci clean
 
 $(STAMP): setup.py
 	python3 -m venv $(VENV)
@@ -46,6 +46,10 @@ screenshots: $(STAMP) browser-deps
 # NO_MKDOCS_2_WARNING: mkdocs-material's notice about MkDocs 2.0 at every build, not about this site.
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir build/site
+
+# docs/reliability.md's totals and case tables, from the reliability suite's collection (tests/reliability).
+reliability-doc: $(STAMP)
+	$(PYTHON) scripts/reliability_report.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
