@@ -1,0 +1,73 @@
+"""The package's layout keeps its shape: imports point down the layers (docs/architecture.md), and no module grows
+past what a reader can hold in mind."""
+
+import ast
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+PACKAGE_DIR = Path(__file__).resolve().parents[1] / "diffusers_pdae"
+MAX_LINES = 400
+
+# Each subpackage or top-level module, and what it must never import (package-relative names).
+FORBIDDEN = {
+    "pdae_math": ("models", "pipelines", "training", "evaluation", "data", "interactive", "sampling"),
+    "sampling": ("models", "pipelines", "training", "evaluation", "data", "interactive"),
+    "models": ("pipelines", "training", "evaluation", "data", "interactive"),
+    "pipelines": ("training", "evaluation", "data", "interactive", "bundled"),
+    "evaluation": ("training", "data", "interactive"),
+    "training": ("evaluation", "interactive"),
+    "data": ("models", "pipelines", "training", "evaluation", "interactive"),
+}
+# Above the pipelines, only the public package `diffusers_pdae.pipelines` may be imported, never one of its modules.
+USE_PIPELINES_PUBLICLY = ("training", "evaluation", "interactive")
+
+
+def package_modules() -> list[Path]:
+    return sorted(PACKAGE_DIR.rglob("*.py"))
+
+
+def imported_modules(path: Path) -> set[str]:
+    """The package modules `path` imports, as dotted names below `diffusers_pdae` (e.g. `pipelines.input_checks`)."""
+    module = ".".join(path.relative_to(PACKAGE_DIR.parent).with_suffix("").parts)
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                target = importlib.util.resolve_name("." * node.level + (node.module or ""), package)
+            else:
+                target = node.module or ""
+            names = [target] if node.module else [f"{target}.{alias.name}" for alias in node.names]
+        elif isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        else:
+            continue
+        found.update(name.removeprefix("diffusers_pdae.") for name in names if name.startswith("diffusers_pdae."))
+    return found
+
+
+def owner(path: Path) -> str:
+    return path.relative_to(PACKAGE_DIR).with_suffix("").parts[0]
+
+
+def test_the_import_rules_see_real_imports():
+    imports = imported_modules(PACKAGE_DIR / "pipelines" / "pipeline_pdae.py")
+    assert {"sampling", "pipelines.autoencoder", "models.gradient_estimator"} <= imports
+
+
+@pytest.mark.parametrize("path", package_modules(), ids=lambda path: str(path.relative_to(PACKAGE_DIR)))
+def test_imports_point_down_the_layers(path):
+    layer = owner(path)
+    imports = imported_modules(path)
+    upward = sorted(name for name in imports if name.split(".")[0] in FORBIDDEN.get(layer, ()))
+    assert not upward, f"{path.relative_to(PACKAGE_DIR)} ({layer}) imports {upward}"
+    if layer in USE_PIPELINES_PUBLICLY:
+        internals = sorted(name for name in imports if name.startswith("pipelines."))
+        assert not internals, f"{path.relative_to(PACKAGE_DIR)} reaches into {internals}; import from the package"
+
+
+@pytest.mark.parametrize("path", package_modules(), ids=lambda path: str(path.relative_to(PACKAGE_DIR)))
+def test_no_module_is_over_400_lines(path):
+    assert len(path.read_text().splitlines()) <= MAX_LINES
