@@ -14,6 +14,7 @@ MAX_LINES = 400
 FORBIDDEN = {
     "pdae_math": ("models", "pipelines", "training", "evaluation", "data", "interactive", "sampling"),
     "sampling": ("models", "pipelines", "training", "evaluation", "data", "interactive"),
+    "latent_space": ("models", "pipelines", "training", "evaluation", "data", "interactive"),
     "models": ("pipelines", "training", "evaluation", "data", "interactive"),
     "pipelines": ("training", "evaluation", "data", "interactive", "bundled"),
     "evaluation": ("training", "data", "interactive"),
