@@ -82,6 +82,12 @@ def fit_attribute_direction(codes_a: torch.Tensor, codes_b: torch.Tensor) -> Att
     if codes_a.shape[1] != codes_b.shape[1]:
         raise ValueError(f"codes_a and codes_b differ in width: {codes_a.shape[1]} vs {codes_b.shape[1]}.")
     codes = torch.cat([codes_a, codes_b]).detach().float().cpu()
+    gap = (codes_a.float().mean(dim=0) - codes_b.float().mean(dim=0)).norm().item()
+    if gap <= 1e-6 * max(codes.norm(dim=1).mean().item(), 1e-12):
+        raise ValueError(
+            "The two sets (images_a and images_b, or codes_a and codes_b) have the same mean code, so no direction "
+            "leads from one to the other: are they the same images? Pass one set with the attribute and one without."
+        )
     targets = np.concatenate([np.ones(len(codes_a), dtype=int), np.zeros(len(codes_b), dtype=int)])
     direction, separation = linear_direction(codes, targets)
     projections = (codes @ direction).numpy()

@@ -124,6 +124,8 @@ def _check_tensor_images(images: torch.Tensor, channels: int, size: int) -> torc
         raise ValueError(f"Image tensors must have shape (B, C, H, W), got {tuple(images.shape)}.")
     if images.shape[0] == 0:
         raise ValueError("The image tensor holds no image (batch size 0).")
+    if images.device.type == "meta":
+        raise ValueError("The image tensor is on the meta device: it has a shape but no values; pass real images.")
     if not images.is_floating_point():
         raise ValueError(
             f"Image tensors must be floating point in [-1, 1], got dtype {images.dtype}; "

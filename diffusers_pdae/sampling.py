@@ -27,6 +27,10 @@ SERVING_SCHEDULERS = (
     "PNDMScheduler",
     "UniPCMultistepScheduler",
     "LMSDiscreteScheduler",
+    "KDPM2DiscreteScheduler",
+    "KDPM2AncestralDiscreteScheduler",
+    "DEISMultistepScheduler",
+    "DPMSolverSDEScheduler",
 )
 
 

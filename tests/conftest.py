@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from diffusers import DDIMScheduler, DDPMPipeline, DDPMScheduler, UNet2DModel
+from diffusers import DDIMScheduler, DDPMPipeline, DDPMScheduler, UNet2DModel, VQModel
 
 from diffusers_pdae import GradientEstimator, PDAEEncoder, PDAEPipeline
 
@@ -107,3 +107,37 @@ def tiny_dpm(tmp_path_factory) -> str:
         folder
     )
     return str(folder)
+
+
+def tiny_vqvae(seed: int = 6, in_channels: int = 1, latent_channels: int = 3) -> VQModel:
+    """A random VQModel with 4x downsampling (three down blocks): 32x32 pixels <-> 8x8 latents."""
+    torch.manual_seed(seed)
+    return VQModel(
+        in_channels=in_channels,
+        out_channels=in_channels,
+        down_block_types=("DownEncoderBlock2D",) * 3,
+        up_block_types=("UpDecoderBlock2D",) * 3,
+        block_out_channels=(8, 8, 8),
+        layers_per_block=1,
+        latent_channels=latent_channels,
+        num_vq_embeddings=16,
+        norm_num_groups=4,
+        sample_size=32,
+        scaling_factor=0.5,
+    ).eval()
+
+
+def tiny_latent_pipeline(vae=None, shift: bool = True) -> PDAEPipeline:
+    """A tiny latent PDAEPipeline: 32x32 one-channel pixels, an autoencoder to 3x8x8 latents, the UNet and G on those,
+    the encoder on the pixels."""
+    vae = vae or tiny_vqvae()
+    unet = tiny_unet(in_channels=vae.config.latent_channels, sample_size=8)
+    torch.manual_seed(3)
+    gradient_estimator = GradientEstimator.from_unet(unet, latent_dim=LATENT_DIM).eval()
+    if shift:
+        perturb_output(gradient_estimator)
+    scheduler = DDIMScheduler(num_train_timesteps=1000, clip_sample=False)
+    encoder = tiny_encoder(in_channels=vae.config.in_channels, sample_size=32)
+    pipeline = PDAEPipeline(unet, scheduler, encoder, gradient_estimator, vae=vae)
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline

@@ -55,7 +55,7 @@ def owner(path: Path) -> str:
 
 def test_the_import_rules_see_real_imports():
     imports = imported_modules(PACKAGE_DIR / "pipelines" / "pipeline_pdae.py")
-    assert {"sampling", "pipelines.autoencoder", "models.gradient_estimator"} <= imports
+    assert {"sampling", "pipelines.autoencoder", "models.unet_features"} <= imports
 
 
 @pytest.mark.parametrize("path", package_modules(), ids=lambda path: str(path.relative_to(PACKAGE_DIR)))

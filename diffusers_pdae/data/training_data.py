@@ -182,9 +182,24 @@ def load_image_dataset(
         return datasets.load_dataset(dataset_name, dataset_config_name, cache_dir=cache_dir, split=split)
     if not os.path.isdir(train_data_dir):
         raise FileNotFoundError(f"--train_data_dir {train_data_dir} is not a folder.")
-    if not any(files for _, _, files in os.walk(train_data_dir)):
+    files = [name for _, _, names in os.walk(train_data_dir) for name in names]
+    if not files:
         raise ValueError(f"--train_data_dir {train_data_dir} holds no files.")
+    readable = image_extensions()
+    if not any(os.path.splitext(name)[1].lower() in readable for name in files):
+        found = sorted({os.path.splitext(name)[1].lower() or "(none)" for name in files})
+        raise ValueError(
+            f"--train_data_dir {train_data_dir} holds {len(files)} files but no image (extensions found: "
+            f"{', '.join(found[:10])}); put PNG, JPEG or other image files there, in subfolders if you like."
+        )
     return datasets.load_dataset("imagefolder", data_dir=train_data_dir, cache_dir=cache_dir, split=split)
+
+
+def image_extensions() -> set[str]:
+    """The file extensions `datasets`' imagefolder reads as images."""
+    from datasets.packaged_modules.imagefolder.imagefolder import ImageFolder
+
+    return {extension.lower() for extension in ImageFolder.EXTENSIONS}
 
 
 GREY_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F")

@@ -16,7 +16,11 @@ from .gradient_estimator_blocks import GradientEstimatorUpBlock
 from .unet_features import SUPPORTED_UP_BLOCKS, UNetFeatures, check_unet_supported
 
 # Scheduler config entries that define the noise schedule G was trained with; a pipeline must use the same.
-NOISE_SCHEDULE_KEYS = ("num_train_timesteps", "beta_schedule", "beta_start", "beta_end", "trained_betas")
+# What G's training fixed about the DPM's scheduler: the noise schedule (c_t and lambda_t depend on it) and what the
+# UNet predicts (eps, v or x_0), which the scheduler must keep saying.
+NOISE_SCHEDULE_KEYS = (
+    "num_train_timesteps", "beta_schedule", "beta_start", "beta_end", "trained_betas", "prediction_type",
+)  # fmt: skip
 
 # UNet2DModel config entries a GradientEstimator shares with its UNet: `from_unet` copies them, `check_compatible`
 # requires them equal.
@@ -77,9 +81,12 @@ class GradientEstimator(ModelMixin, ConfigMixin):
             (defaults to the UNet's). Narrower widths make a lighter G; G still reads the UNet's skips at their
             widths. Each must be divisible by `norm_num_groups` (and, at attention levels, `attention_head_dim`).
         train_noise_schedule (`dict`, *optional*): the noise schedule G was trained with (the scheduler config's
-            `num_train_timesteps`, `beta_schedule`, `beta_start`, `beta_end`, `trained_betas`); c_t and lambda_t
-            depend on it, so a pipeline with another schedule is refused. Recorded by `from_unet(...,
+            `num_train_timesteps`, `beta_schedule`, `beta_start`, `beta_end`, `trained_betas`, and the UNet's
+            `prediction_type`); c_t and lambda_t depend on it, so a pipeline with another schedule or prediction type
+            is refused. Recorded by `from_unet(...,
             noise_scheduler=...)`; None (older checkpoints) skips the check.
+        unet_weights_digest (`str`, *optional*): sha256 of the weights of the UNet G serves, written when a
+            `PDAEPipeline` is saved; loading a folder whose `unet/` has other weights is refused. None skips it.
     """
 
     @register_to_config
@@ -103,6 +110,7 @@ class GradientEstimator(ModelMixin, ConfigMixin):
         train_noise_schedule: dict | None = None,
         resnets_per_up_block: int | None = None,
         up_block_out_channels: tuple[int, ...] | None = None,
+        unet_weights_digest: str | None = None,
     ):
         super().__init__()
         if len(block_out_channels) != len(up_block_types):
@@ -262,7 +270,9 @@ class GradientEstimator(ModelMixin, ConfigMixin):
         if trained is None:
             return
         used = noise_schedule_of(scheduler)
-        if any(_normalised(trained.get(key)) != _normalised(used.get(key)) for key in NOISE_SCHEDULE_KEYS):
+        # Checkpoints saved before prediction_type was recorded lack it: compare what was recorded.
+        recorded = [key for key in NOISE_SCHEDULE_KEYS if key in trained]
+        if any(_normalised(trained[key]) != _normalised(used.get(key)) for key in recorded):
             raise ValueError(
                 f"The scheduler's noise schedule {used} is not the one the gradient estimator was trained with "
                 f"{dict(trained)}; c_t and the loss weights depend on it. Build the scheduler from the training "

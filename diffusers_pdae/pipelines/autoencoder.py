@@ -3,7 +3,7 @@
 Both autoencode images with a UNet, an encoder and a scheduler, and differ only in how they predict noise from x_t,
 t and a code z: each supplies `predict_noise(sample, timestep, z, **options)`. The rest lives here once: taking
 images, codes and latents; `encode`; deterministic DDIM inversion and decoding over that hook (exact mirrors of
-each other); and what is built on them, `reconstruct`, `interpolate`, `manipulate` and `attribute_direction`.
+each other); and `reconstruct`, built on them (the editing methods are in [`ImageEditingMixin`]).
 The mixin reads the `unet`, `encoder` and `scheduler` components, the pipeline's `REQUIRED_COMPONENTS`, and what
 `DiffusionPipeline` provides (`_execution_device`, `progress_bar`, `maybe_free_model_hooks`); it comes before
 `DiffusionPipeline` among the bases, so its `from_pretrained` wraps diffusers' own.
@@ -18,20 +18,30 @@ import torch
 from diffusers import DDIMScheduler, ImagePipelineOutput
 from diffusers.utils.torch_utils import randn_tensor
 
-from ..directions import AttributeDirection, fit_attribute_direction
 from ..image_utils import ImageInput, images_to_tensor, postprocess_images
+from ..latent_space import decode_latents, downsampling_factor, encode_images
 from ..pdae_math import ddim_step, ddim_transitions
-from ..sampling import deterministic_scheduler, in_shift_range, slerp
+from ..sampling import deterministic_scheduler, in_shift_range
+from .folder_checks import (
+    LOAD_ATTEMPTS,
+    check_loaded_weights,
+    check_pipeline_folder,
+    check_unet_digest,
+    check_weights_fit_config,
+    folder_identity,
+    naming_folder,
+    package_model_classes,
+    resolve_pipeline_folder,
+    stable_snapshot,
+)
 from .input_checks import (
-    check_batch_size,
     check_codes,
     check_generator,
-    check_interpolation_count,
     check_latents,
+    check_not_latents,
     check_num_inference_steps,
     check_output_type,
-    check_pipeline_folder,
-    check_scales,
+    check_safe_serialization,
     check_timesteps,
 )
 
@@ -46,11 +56,14 @@ class ImageAutoencoderPipelineMixin:
     """Images, codes and latents in and out, encoding, DDIM inversion and decoding, and checked loading.
 
     Use as `class MyPipeline(ImageAutoencoderPipelineMixin, DiffusionPipeline)` with `unet`, `encoder` and
-    `scheduler` components, the component names a saved folder must hold in `REQUIRED_COMPONENTS`, and a
-    `predict_noise(sample, timestep, z, **options)` returning the noise prediction `(B, C, H, W)` at x_t.
+    `scheduler` components, the component names a saved folder must hold in `REQUIRED_COMPONENTS` (all of them in
+    `COMPONENT_NAMES`), a `check_components(**components)` that raises for unusable ones, and a
+    `predict_noise(sample, timestep, z, **options)` returning the noise prediction `(B, C, H, W)` at x_t. Set
+    `self._components_ready = True` after `register_modules`: from then on a swapped component is checked.
     """
 
     REQUIRED_COMPONENTS: tuple[str, ...]
+    COMPONENT_NAMES: tuple[str, ...]  # the required and the optional ones, as `check_components` takes them
     # Whether `predict_noise` takes z=None (PDAE's frozen DPM denoises alone; Diff-AE's UNet needs codes).
     decodes_without_codes: bool = False
 
@@ -70,18 +83,81 @@ class ImageAutoencoderPipelineMixin:
         size = self.unet.config.sample_size
         return (self.unet.config.in_channels, *((size, size) if isinstance(size, int) else size))
 
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """`(C, H, W)` of the pixel images the methods take and return: the UNet's samples, or for a latent DPM
+        (a `vae` component) what the autoencoder decodes them to."""
+        vae = getattr(self, "vae", None)
+        if vae is None:
+            return self.sample_shape
+        factor, (_, height, width) = downsampling_factor(vae), self.sample_shape
+        return (vae.config.in_channels, height * factor, width * factor)
+
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs) -> Self:
-        """`DiffusionPipeline.from_pretrained`, with two guards: a local folder is checked first, so a missing
-        component or weight file is named; and weights are read from safetensors only (`use_safetensors=True` unless
-        given), never from pickled `.bin` files."""
-        path = os.fspath(pretrained_model_name_or_path)
-        if os.path.isdir(path):
-            check_pipeline_folder(path, cls.REQUIRED_COMPONENTS, cls.__name__)
-        elif os.path.isabs(path) or path.startswith((".", "~")):
-            raise FileNotFoundError(f"No pipeline folder at {path}.")
+        """`DiffusionPipeline.from_pretrained`, guarded: weights are read from safetensors only (`use_safetensors=True`
+        unless given), never from pickled files; a Hub repo is first fetched without its pickles; the folder is
+        checked before anything is loaded (every component, file and class there; each of our models' weights fit
+        its config; PDAE's UNet is the one its encoder and G were trained with) and the loaded weights after (no NaN
+        or infinite value); no code from the folder runs (its `pipeline_pdae.py` is for loaders without the
+        package); and a folder replaced by a concurrent save while it was read is read again, so one load never
+        pairs components of two saves."""
+        path = resolve_pipeline_folder(os.fspath(pretrained_model_name_or_path), kwargs)
         kwargs.setdefault("use_safetensors", True)
-        return super().from_pretrained(path, **kwargs)
+        for _ in range(LOAD_ATTEMPTS):
+            with stable_snapshot(path) as folder:
+                identity = folder_identity(folder)
+                try:
+                    cls.check_folder(folder, kwargs.get("variant"), overridden=set(kwargs))
+                    pipeline = super().from_pretrained(folder, **kwargs)
+                except (OSError, ValueError) as error:
+                    if folder_identity(folder) == identity:
+                        renamed = naming_folder(error, folder, path)
+                        if renamed is error:
+                            raise
+                        raise renamed from error
+                    continue  # the folder was swapped mid-read (no snapshot could be made): read the new save
+            if folder_identity(folder) == identity or folder != path:
+                check_loaded_weights(pipeline)
+                pipeline.register_to_config(_name_or_path=path)
+                return pipeline
+        raise RuntimeError(f"{path} was replaced {LOAD_ATTEMPTS} times while being read; stop the process saving it.")
+
+    @classmethod
+    def check_folder(cls, folder: str, variant: str | None = None, overridden: set[str] = frozenset()) -> None:
+        """Check a saved pipeline folder before loading it (see `from_pretrained`); components passed to
+        `from_pretrained` (`overridden`) are not read from it."""
+        optional = tuple(getattr(cls, "_optional_components", ()))
+        index = check_pipeline_folder(folder, cls.REQUIRED_COMPONENTS, cls.__name__, optional, cls.COMPONENT_CLASSES)
+        model_classes = package_model_classes()
+        for name, entry in index.items():
+            if isinstance(entry, list) and entry[1] in model_classes and name not in overridden:
+                check_weights_fit_config(os.path.join(folder, name), model_classes[entry[1]], variant)
+        if "gradient_estimator" in index and not overridden & {"unet", "gradient_estimator"}:
+            check_unet_digest(folder, variant)
+
+    @classmethod
+    def load_config(cls, *args, **kwargs):
+        """`ConfigMixin.load_config`; a saved folder's `_class_name` names its code file too (`["pipeline_pdae",
+        "PDAEPipeline"]`, for loaders without the package), which this class, being that code, reads as its name."""
+        loaded = super().load_config(*args, **kwargs)
+        config = loaded[0] if isinstance(loaded, tuple) else loaded
+        if isinstance(config.get("_class_name"), (list, tuple)):
+            config["_class_name"] = config["_class_name"][1]
+        return loaded
+
+    def save_pretrained(self, save_directory: str | os.PathLike, safe_serialization: bool = True, **kwargs) -> None:
+        """`DiffusionPipeline.save_pretrained`, in safetensors only (what `from_pretrained` reads)."""
+        check_safe_serialization(safe_serialization)
+        super().save_pretrained(save_directory, safe_serialization=safe_serialization, **kwargs)
+
+    def __setattr__(self, name: str, value) -> None:
+        # A component swapped in after construction (`pipe.scheduler = ...`) is checked as the constructor checks it,
+        # so an unusable one is refused now, not by a failure deep in the next call.
+        if getattr(self, "_components_ready", False) and name in self.config and not name.startswith("_"):
+            components = {key: getattr(self, key, None) for key in self.COMPONENT_NAMES}
+            self.check_components(**{**components, name: value})
+        super().__setattr__(name, value)
 
     # ------------------------------------------------------------------ public API
 
@@ -97,7 +173,7 @@ class ImageAutoencoderPipelineMixin:
         Returns:
             `torch.Tensor` of shape `(B, latent_dim)`.
         """
-        return self.encoder(self.prepare_images(images)).z
+        return self._encode_codes(self.prepare_images(images))
 
     @torch.no_grad()
     def invert(
@@ -161,117 +237,41 @@ class ImageAutoencoderPipelineMixin:
         """
         output_type = check_output_type(output_type)
         num_inference_steps = self._check_steps(num_inference_steps)
-        sample = self.prepare_images(images)
+        pixels = self.prepare_images(images)
         if not invert:
-            check_generator(generator, sample.shape[0])
-        z = self.encoder(sample).z
+            check_generator(generator, pixels.shape[0])
+        sample = self._to_latents(pixels)
+        z = self._encode_codes(pixels, sample)
         if invert:
             latents = self._invert_latents(sample, z, num_inference_steps)
         else:
             latents = randn_tensor(sample.shape, generator=generator, device=sample.device, dtype=sample.dtype)
         return self._output(self._decode_latents(latents, z, num_inference_steps), output_type, return_dict)
 
-    @torch.no_grad()
-    def interpolate(
-        self,
-        image_a: ImageInput,
-        image_b: ImageInput,
-        num: int = 8,
-        num_inference_steps: int = DEFAULT_INFERENCE_STEPS,
-        output_type: str = "pil",
-        return_dict: bool = True,
-    ) -> ImagePipelineOutput | tuple:
-        """Decode `num` images between two images: slerp on their inverted x_T, lerp on their codes.
-
-        Args:
-            image_a: one image, as for `encode`: the first frame reconstructs it.
-            image_b: one image: the last frame reconstructs it.
-            num (`int`, defaults to 8): frames, the two ends included (at least 2).
-            num_inference_steps (`int`, defaults to 50): DDIM steps of inversion and decoding.
-            output_type (`str`, defaults to `"pil"`) and return_dict (`bool`, defaults to `True`): as for `decode`.
-        """
-        output_type = check_output_type(output_type)
-        num = check_interpolation_count(num)
-        num_inference_steps = self._check_steps(num_inference_steps)
-        sample = torch.cat([self.prepare_images(image_a), self.prepare_images(image_b)])
-        if sample.shape[0] != 2:
-            raise ValueError("interpolate takes exactly one image for image_a and one for image_b.")
-        z = self.encoder(sample).z
-        x_T = self._invert_latents(sample, z, num_inference_steps)
-        weights = torch.linspace(0, 1, num).tolist()
-        latents = torch.stack([slerp(x_T[0], x_T[1], w) for w in weights])
-        codes = torch.stack([torch.lerp(z[0], z[1], w) for w in weights])
-        return self._output(self._decode_latents(latents, codes, num_inference_steps), output_type, return_dict)
-
-    @torch.no_grad()
-    def manipulate(
-        self,
-        images: ImageInput,
-        direction: torch.Tensor,
-        scales: list[float],
-        num_inference_steps: int = DEFAULT_INFERENCE_STEPS,
-        output_type: str = "pil",
-        return_dict: bool = True,
-    ) -> ImagePipelineOutput | tuple:
-        """Edit images by moving their codes along `direction`: decode z + s * direction from their own inverted x_T.
-
-        Args:
-            images: as for `encode` (B images).
-            direction (`torch.Tensor` of shape `(latent_dim,)`): e.g. from `attribute_direction`.
-            scales (`list[float]`): the steps s to take (0 reconstructs).
-            num_inference_steps (`int`, defaults to 50): DDIM steps of inversion and decoding.
-            output_type (`str`, defaults to `"pil"`) and return_dict (`bool`, defaults to `True`): as for `decode`.
-
-        Returns:
-            `B * len(scales)` images, image-major: image 0 at every scale, then image 1, ...
-        """
-        output_type = check_output_type(output_type)
-        num_inference_steps = self._check_steps(num_inference_steps)
-        scales = check_scales(scales)
-        if not isinstance(direction, torch.Tensor):
-            raise ValueError(
-                f"direction must be a tensor of shape ({self.latent_dim},), got {type(direction).__name__}."
-            )
-        sample = self.prepare_images(images)
-        direction = self._check_codes(direction.reshape(1, -1), name="direction")[0]
-        z = self.encoder(sample).z
-        x_T = self._invert_latents(sample, z, num_inference_steps)
-        scales = torch.as_tensor(scales, device=z.device, dtype=z.dtype)
-        codes = (z[:, None, :] + scales[None, :, None] * direction).flatten(0, 1)
-        latents = x_T.repeat_interleave(len(scales), dim=0)
-        return self._output(self._decode_latents(latents, codes, num_inference_steps), output_type, return_dict)
-
-    @torch.no_grad()
-    def attribute_direction(
-        self, images_a: ImageInput, images_b: ImageInput, batch_size: int = 256
-    ) -> AttributeDirection:
-        """Fit the direction in code space from images without an attribute (`images_b`) towards images with it
-        (`images_a`): the normal of a logistic-regression boundary between their codes (needs scikit-learn, the
-        `[eval]` extra). No labels beyond the split into the two sets are needed.
-
-        Args:
-            images_a: as for `encode` (at least 2 images): the images with the attribute, e.g. bold digits.
-            images_b: likewise (at least 2 images): the images without it, e.g. thin digits.
-            batch_size (`int`, defaults to 256): images per encoder call.
-
-        Returns:
-            [`~diffusers_pdae.directions.AttributeDirection`]: `pipe.manipulate(images, out.direction,
-            out.scales([-1, 0, 1]))` moves the codes by -1, 0 and +1 separations between the two sets' mean codes.
-        """
-        batch_size = check_batch_size(batch_size, "batch_size")
-        codes = []
-        for images in (images_a, images_b):
-            sample = self.prepare_images(images)
-            codes.append(torch.cat([self.encoder(part).z.float().cpu() for part in sample.split(batch_size)]))
-        return fit_attribute_direction(*codes)
-
     # ------------------------------------------------------------------ building blocks
 
     def prepare_images(self, images: ImageInput) -> torch.Tensor:
-        """Convert PIL images or a tensor to `(B, C, H, W)` in [-1, 1] on the pipeline's device and dtype."""
-        channels, height, _ = self.sample_shape
+        """Convert PIL images or a tensor to pixels `(B, *image_shape)` in [-1, 1] on the pipeline's device and
+        dtype."""
+        if self.image_shape != self.sample_shape:
+            check_not_latents(images, self.image_shape, self.sample_shape)
+        channels, height, _ = self.image_shape
         tensor = images_to_tensor(images, channels, height)
         return tensor.to(device=self._execution_device, dtype=self.unet.dtype)
+
+    def _to_latents(self, pixels: torch.Tensor) -> torch.Tensor:
+        """x_0 as the UNet sees it: the pixels, or for a latent DPM the autoencoder's latents of them (deterministic:
+        the posterior mean of an `AutoencoderKL`, the unquantized latents of a `VQModel`) `(B, *sample_shape)`."""
+        vae = getattr(self, "vae", None)
+        if vae is None:
+            return pixels
+        return encode_images(vae, pixels.to(vae.dtype)).to(self.unet.dtype)
+
+    def _encode_codes(self, pixels: torch.Tensor, latents: torch.Tensor | None = None) -> torch.Tensor:
+        """z `(B, latent_dim)` from the pixels, or from their latents for an encoder built on the latent shape."""
+        if self.encoder.config.sample_size == self.image_shape[1]:
+            return self.encoder(pixels).z
+        return self.encoder(self._to_latents(pixels) if latents is None else latents).z
 
     def deterministic_scheduler(self, num_inference_steps: int) -> DDIMScheduler:
         """A DDIM scheduler from the pipeline's schedule, with `clip_sample=False` (inversion must not clip)."""
@@ -288,11 +288,12 @@ class ImageAutoencoderPipelineMixin:
     ) -> torch.Tensor:
         """`invert`'s checks, then [`_invert_latents`]; `condition=False` inverts without codes."""
         num_inference_steps = self._check_steps(num_inference_steps)
-        sample = self.prepare_images(images)
+        pixels = self.prepare_images(images)
+        sample = self._to_latents(pixels)
         if not condition:
             z = None
         elif z is None:
-            z = self.encoder(sample).z
+            z = self._encode_codes(pixels, sample)
         else:
             z = self._check_codes(z, sample.shape[0])
         return self._invert_latents(sample, z, num_inference_steps, **options)
@@ -346,14 +347,20 @@ class ImageAutoencoderPipelineMixin:
         return z.to(device=self._execution_device, dtype=self.unet.dtype)
 
     def _check_latents(self, latents: torch.Tensor) -> torch.Tensor:
-        latents = check_latents(latents, self.sample_shape)
+        latents = check_latents(latents, self.sample_shape, self.image_shape)
         return latents.to(device=self._execution_device, dtype=self.unet.dtype)
 
     def _check_steps(self, num_inference_steps) -> int:
         return check_num_inference_steps(num_inference_steps, self.num_train_timesteps)
 
-    def _output(self, images: torch.Tensor, output_type: str, return_dict: bool):
+    def _output(self, samples: torch.Tensor, output_type: str, return_dict: bool):
+        """The denoised samples as `output_type` asks: the diffusion latents themselves (`"latent"`), else images
+        (decoded by the autoencoder first for a latent DPM)."""
+        images = samples
         if output_type != "latent":
+            vae = getattr(self, "vae", None)
+            if vae is not None:
+                images = decode_latents(vae, samples.to(vae.dtype))
             images = postprocess_images(images, output_type)
         self.maybe_free_model_hooks()
         return ImagePipelineOutput(images=images) if return_dict else (images,)

@@ -4,15 +4,14 @@ is allowed, instead of a wrong number or a failure deep inside the loop."""
 
 from __future__ import annotations
 
-import json
 import math
 import numbers
-import os
 
 import torch
 from diffusers import ModelMixin, UNet2DModel
 from diffusers.schedulers import SchedulerMixin
 
+from ..latent_space import check_autoencoder, downsampling_factor
 from ..sampling import check_scheduler, has_discrete_schedule
 
 OUTPUT_TYPES = ("pil", "np", "pt", "latent")
@@ -85,7 +84,9 @@ def check_callback_inputs(callback, tensor_inputs: list[str], allowed: list[str]
 
 
 def check_finite(tensor: torch.Tensor, name: str) -> torch.Tensor:
-    """`tensor` with no NaN or infinite entry."""
+    """`tensor` with values (not on the meta device), none of them NaN or infinite."""
+    if tensor.device.type == "meta":
+        raise ValueError(f"{name} is on the meta device: it has a shape but no values; pass a tensor with data.")
     if tensor.is_floating_point() and not torch.isfinite(tensor).all():
         count = int((~torch.isfinite(tensor)).sum())
         raise ValueError(f"{name} has {count} NaN or infinite values; pass finite numbers.")
@@ -97,8 +98,13 @@ def check_codes(z, latent_dim: int, batch_size: int | None = None, name: str = "
     `(n, latent_dim)` tensors (as from several `encode` calls) is concatenated."""
     codes = z if isinstance(z, (list, tuple)) else ()
     if codes and all(isinstance(code, torch.Tensor) and code.ndim in (1, 2) for code in codes):
-        if len({code.shape[-1] for code in codes}) == 1:
-            z = torch.cat([code.reshape(-1, code.shape[-1]) for code in codes])
+        widths = sorted({code.shape[-1] for code in codes})
+        if widths != [latent_dim]:
+            raise ValueError(
+                f"{name} is a list of codes of widths {widths}; every code must have width {latent_dim}, as "
+                "pipe.encode returns them."
+            )
+        z = torch.cat([code.reshape(-1, latent_dim) for code in codes])
     if not isinstance(z, torch.Tensor) or z.ndim != 2 or z.shape[1] != latent_dim:
         shape = tuple(z.shape) if isinstance(z, torch.Tensor) else type(z)
         raise ValueError(
@@ -106,19 +112,98 @@ def check_codes(z, latent_dim: int, batch_size: int | None = None, name: str = "
         )
     if not z.is_floating_point():
         raise ValueError(f"{name} must be a floating-point tensor, got dtype {z.dtype}.")
+    if z.shape[0] == 0:
+        raise ValueError(f"{name} holds no code (shape {tuple(z.shape)}); pass at least one.")
     if batch_size is not None and z.shape[0] != batch_size:
         raise ValueError(f"{name} has {z.shape[0]} codes but there are {batch_size} images or latents.")
     return check_finite(z, name)
 
 
-def check_latents(latents, sample_shape: tuple[int, ...]) -> torch.Tensor:
-    """x_T of shape `(B, *sample_shape)` with B >= 1, finite."""
+def check_latents(latents, sample_shape: tuple[int, ...], image_shape: tuple[int, ...] | None = None) -> torch.Tensor:
+    """x_T of shape `(B, *sample_shape)` with B >= 1, finite; for a latent DPM, pixel images where latents belong are
+    named as such."""
     if not isinstance(latents, torch.Tensor) or latents.ndim != 4 or tuple(latents.shape[1:]) != sample_shape:
         shape = tuple(latents.shape) if isinstance(latents, torch.Tensor) else type(latents).__name__
-        raise ValueError(f"latents must have shape (batch_size, {', '.join(map(str, sample_shape))}), got {shape}.")
+        hint = ""
+        if image_shape not in (None, sample_shape) and isinstance(latents, torch.Tensor):
+            if tuple(latents.shape[1:]) == image_shape:
+                hint = (
+                    " That is the size of this latent pipeline's pixel images: latents (x_T) live in the "
+                    "autoencoder's latent space, as pipe.invert returns them."
+                )
+        raise ValueError(
+            f"latents must have shape (batch_size, {', '.join(map(str, sample_shape))}), got {shape}.{hint}"
+        )
     if latents.shape[0] == 0:
         raise ValueError("latents holds no sample (batch size 0).")
     return check_finite(latents, "latents")
+
+
+def available_memory(device: torch.device) -> int | None:
+    """Bytes free on `device` now (None where unknown): the accelerator's free memory, or the host's available RAM."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        with open("/proc/meminfo") as meminfo:
+            fields = dict(line.split(":", 1) for line in meminfo)
+        return int(fields["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def check_sample_count(total: int, unet: ModelMixin, device: torch.device, requested: str) -> None:
+    """Refuse a batch whose smallest working set cannot fit in the device's free memory, before allocating it.
+
+    Args:
+        total: samples decoded at once.
+        unet: the UNet that denoises them; a sample holds at least a few of its feature maps at full resolution.
+        device: where it runs.
+        requested: the arguments that set `total`, for the message.
+    """
+    size = unet.config.sample_size
+    pixels = size * size if isinstance(size, int) else size[0] * size[1]
+    channels = max(unet.config.in_channels, unet.config.block_out_channels[0])
+    needed = total * 8 * channels * pixels * (torch.finfo(unet.dtype).bits // 8)
+    free = available_memory(device)
+    if free is not None and needed > free:
+        raise ValueError(
+            f"{requested} asks for {total:,} samples at once, which need at least {needed / 2**30:.1f} GiB on "
+            f"{device.type}, where {free / 2**30:.1f} GiB are free; decode fewer at a time."
+        )
+
+
+def check_callback_outputs(outputs, previous: dict) -> dict:
+    """What a `callback_on_step_end` returned: None or a dict whose tensors keep the shape of those they replace
+    and hold finite values."""
+    if outputs is None:
+        return {}
+    if not isinstance(outputs, dict):
+        raise ValueError(
+            f"callback_on_step_end must return a dict of the tensors it replaces (or None), got "
+            f"{type(outputs).__name__}."
+        )
+    for name, value in outputs.items():
+        if name not in previous:
+            continue
+        before = previous[name]
+        if before is not None and (not isinstance(value, torch.Tensor) or value.shape != before.shape):
+            got = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+            raise ValueError(
+                f"callback_on_step_end returned {name!r} of shape {got}; it must keep the shape {tuple(before.shape)}."
+            )
+        if isinstance(value, torch.Tensor):
+            check_finite(value, f"{name!r} returned by callback_on_step_end")
+    return outputs
+
+
+def check_not_latents(images, image_shape: tuple[int, ...], sample_shape: tuple[int, ...]) -> None:
+    """For a latent DPM: an image tensor shaped like the diffusion latents, where pixel images belong, is named."""
+    if isinstance(images, torch.Tensor) and tuple(images.shape[-3:]) == sample_shape:
+        raise ValueError(
+            f"images of shape {tuple(images.shape)} have the shape of this latent pipeline's diffusion latents; the "
+            f"methods take pixel images (B, {', '.join(map(str, image_shape))}) and encode them with the autoencoder "
+            "themselves (latents go to `latents=` or `decode`)."
+        )
 
 
 def check_generator(generator, batch_size: int) -> None:
@@ -165,81 +250,13 @@ def check_scales(scales) -> list[float]:
     return [float(s) for s in values]
 
 
-def check_pipeline_folder(
-    folder: str, components: tuple[str, ...], pipeline_name: str = "pipeline", optional: tuple[str, ...] = ()
-) -> None:
-    """Before `from_pretrained` reads a local pipeline folder: say which component or file is missing.
-
-    Args:
-        folder: the pipeline folder.
-        components: subfolders that must exist, each with its config (`scheduler_config.json` for schedulers,
-            `config.json` for models) and, for models, safetensors weights.
-        pipeline_name: the class that loads it, for the messages.
-        optional: components that may be absent (or null in `model_index.json`).
-
-    Raises:
-        `FileNotFoundError`: naming the missing piece.
-    """
-    index_path = os.path.join(folder, "model_index.json")
-    if not os.path.isfile(index_path):
-        raise FileNotFoundError(f"{folder} is not a pipeline folder: it has no model_index.json.")
-    try:
-        with open(index_path) as f:
-            index = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"{index_path} is not valid JSON ({error}); the pipeline folder is damaged.") from error
-    for name in components + optional:
-        entry = index.get(name)
-        if entry is None or entry == [None, None]:
-            if name in optional:
-                continue
-            needed = ", ".join(components)
-            raise FileNotFoundError(f"{index_path} lists no {name!r}; a {pipeline_name} needs {needed}.")
-        subfolder = os.path.join(folder, name)
-        config = "scheduler_config.json" if "Scheduler" in str(entry[1]) else "config.json"
-        if not os.path.isfile(os.path.join(subfolder, config)):
-            raise FileNotFoundError(f"The pipeline's {name} is missing: no {config} in {subfolder}.")
-        if config == "config.json":
-            weights = [
-                file
-                for file in os.listdir(subfolder)
-                if file.startswith("diffusion_pytorch_model") and file.endswith(".safetensors")
-            ]
-            if not weights:
-                raise FileNotFoundError(
-                    f"The pipeline's {name} has no weights: no diffusion_pytorch_model.safetensors in {subfolder} "
-                    "(weights are read from safetensors only)."
-                )
-            for file in weights:
-                check_safetensors_file(os.path.join(subfolder, file))
-
-
-def check_safetensors_file(path: str) -> None:
-    """Read a safetensors file's header (not its tensors) and check the file holds all the bytes it announces.
-
-    Raises:
-        `ValueError`: naming the file when it is not safetensors (e.g. a git-lfs pointer), or truncated.
-    """
-    size = os.path.getsize(path)
-    with open(path, "rb") as f:
-        if f.read(64).startswith(b"version https://git-lfs"):
-            raise ValueError(f"{path} is a git-lfs pointer, not the weights: run `git lfs pull` in the checkout.")
-        f.seek(0)
-        start = f.read(8)
-        header_size = int.from_bytes(start, "little") if len(start) == 8 else -1
-        header = f.read(header_size) if 0 < header_size <= size - 8 else b""
-    try:
-        entries = json.loads(header)
-        data_end = max(
-            (entry["data_offsets"][1] for key, entry in entries.items() if key != "__metadata__"), default=0
-        )
-    except (ValueError, KeyError, TypeError, IndexError):
+def check_safe_serialization(safe_serialization: bool) -> None:
+    """Our pipelines write (and read) safetensors only: a folder of pickled `.bin` weights would be one they refuse to
+    load."""
+    if not safe_serialization:
         raise ValueError(
-            f"{path} is not a safetensors file (its header cannot be read); the file is damaged."
-        ) from None
-    if 8 + header_size + data_end > size:
-        raise ValueError(
-            f"{path} is truncated: its header announces {8 + header_size + data_end} bytes, the file has {size}."
+            "safe_serialization=False would write pickled .bin weights, which this pipeline never loads (pickles can "
+            "run code); save with safe_serialization=True, the default."
         )
 
 
@@ -264,31 +281,63 @@ def config_mismatches(first: tuple[str, ModelMixin], second: tuple[str, ModelMix
 
 
 def check_pdae_components(
-    unet: UNet2DModel, scheduler: SchedulerMixin, encoder: ModelMixin, gradient_estimator: ModelMixin
+    unet: UNet2DModel,
+    scheduler: SchedulerMixin,
+    encoder: ModelMixin,
+    gradient_estimator: ModelMixin,
+    latent_sampler: ModelMixin | None = None,
+    latent_scheduler: SchedulerMixin | None = None,
+    vae: ModelMixin | None = None,
 ) -> None:
-    """`PDAEPipeline`'s four components are there, the scheduler can be served, and the encoder and G fit the
-    UNet (G's layout and noise schedule, the encoder's image size, channels and code width)."""
+    """`PDAEPipeline`'s four components are there, the scheduler can be served, the encoder and G fit the UNet (G's
+    layout and noise schedule, the encoder's image size, channels and code width), the optional latent sampler fits
+    the codes, and the optional autoencoder the UNet (its latents are the UNet's samples; the encoder reads its pixel
+    images, or its latents)."""
     components = {"unet": unet, "scheduler": scheduler, "encoder": encoder, "gradient_estimator": gradient_estimator}
     check_no_missing_components("PDAEPipeline", components)
     check_scheduler(scheduler)
     gradient_estimator.check_compatible(unet)
     gradient_estimator.check_schedule(scheduler)
-    mismatches = config_mismatches(("UNet", unet), ("encoder", encoder), ("in_channels", "sample_size"))
+    if vae is not None:
+        check_autoencoder_fits(vae, unet)
+    image = latent_image_geometry(vae, unet) if vae is not None else None
+    if image is not None and (encoder.config.in_channels, encoder.config.sample_size) == image:
+        mismatches = []  # an encoder of the pixel images a latent pipeline takes
+    else:
+        mismatches = config_mismatches(("UNet", unet), ("encoder", encoder), ("in_channels", "sample_size"))
     mismatches += config_mismatches(("encoder", encoder), ("gradient_estimator", gradient_estimator), ("latent_dim",))
     if mismatches:
+        pixels = "" if image is None else f" (or the autoencoder's pixel images: {image[0]} channels, {image[1]} px)"
         raise ValueError(
             "The encoder does not fit the UNet and gradient estimator (" + "; ".join(mismatches) + "). Build the "
-            "encoder with the UNet's in_channels and sample_size and the estimator's latent_dim."
+            f"encoder with the UNet's in_channels and sample_size{pixels} and the estimator's latent_dim."
+        )
+    check_latent_sampler(latent_sampler, latent_scheduler, encoder.config.latent_dim)
+
+
+def latent_image_geometry(vae: ModelMixin, unet: UNet2DModel) -> tuple[int, int]:
+    """`(channels, size)` of the pixel images whose latents a latent DPM's UNet denoises."""
+    size = unet.config.sample_size
+    return vae.config.in_channels, (size if isinstance(size, int) else size[0]) * downsampling_factor(vae)
+
+
+def check_autoencoder_fits(vae: ModelMixin, unet: UNet2DModel) -> None:
+    """A `VQModel` or `AutoencoderKL` whose latents have the UNet's channels."""
+    check_autoencoder(vae)
+    if vae.config.latent_channels != unet.config.in_channels:
+        raise ValueError(
+            f"The autoencoder's latents have {vae.config.latent_channels} channels but the UNet denoises "
+            f"{unet.config.in_channels}: a latent DPM's UNet and its autoencoder come from the same LDM."
         )
 
 
 def check_latent_sampler(latent_sampler: ModelMixin | None, latent_scheduler: SchedulerMixin | None, latent_dim: int):
-    """The optional latent sampler and its scheduler come together and fit the codes."""
-    if latent_sampler is None and latent_scheduler is None:
+    """The optional latent sampler comes with its scheduler and fits the codes (a scheduler alone is unused, so
+    harmless: diffusers' own tests clear optional components one at a time)."""
+    if latent_sampler is None:
         return
-    if latent_sampler is None or latent_scheduler is None:
-        given, missing = ("latent_sampler", "latent_scheduler")[:: 1 if latent_scheduler is None else -1]
-        raise ValueError(f"{given} is given without {missing}; pass both (or neither).")
+    if latent_scheduler is None:
+        raise ValueError("latent_sampler is given without latent_scheduler; pass both (or neither).")
     if latent_sampler.config.latent_dim != latent_dim:
         raise ValueError(
             f"The latent sampler makes codes of width {latent_sampler.config.latent_dim} but the encoder's are "

@@ -8,10 +8,12 @@ from diffusers.schedulers import SchedulerMixin
 
 from ..models.diffae_unet import DiffAEUNet2DModel
 from .autoencoder import ImageAutoencoderPipelineMixin
+from .code_space import CodeSpaceMixin
+from .folder_checks import ENCODER_CLASS_NAMES
 from .input_checks import check_diffae_components
 
 
-class DiffAEPipeline(ImageAutoencoderPipelineMixin, DiffusionPipeline):
+class DiffAEPipeline(CodeSpaceMixin, ImageAutoencoderPipelineMixin, DiffusionPipeline):
     r"""
     The Diff-AE-style baseline (Preechakul et al., CVPR 2022): encoder z = Enc(x_0) and a conditional noise predictor
     eps_theta(x_t, t, z), trained together from scratch
@@ -29,12 +31,16 @@ class DiffAEPipeline(ImageAutoencoderPipelineMixin, DiffusionPipeline):
     """
 
     model_cpu_offload_seq = "encoder->unet"
-    REQUIRED_COMPONENTS = ("unet", "encoder", "scheduler")
+    REQUIRED_COMPONENTS = COMPONENT_NAMES = ("unet", "encoder", "scheduler")
+    COMPONENT_CLASSES = {"unet": ("DiffAEUNet2DModel",), "encoder": ENCODER_CLASS_NAMES}
 
     def __init__(self, unet: DiffAEUNet2DModel, encoder: ModelMixin, scheduler: SchedulerMixin):
         super().__init__()
         check_diffae_components(unet, encoder, scheduler)
         self.register_modules(unet=unet, encoder=encoder, scheduler=scheduler)
+        self._components_ready = True
+
+    check_components = staticmethod(check_diffae_components)
 
     def predict_noise(self, sample: torch.Tensor, timestep: int | torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """eps_theta(x_t, t, z): `(B, C, H, W)` x_t, an int or `(B,)` training timesteps and `(B, latent_dim)` codes

@@ -5,28 +5,28 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from diffusers import DiffusionPipeline, ImagePipelineOutput, ModelMixin, UNet2DModel
+from diffusers import AutoencoderKL, DiffusionPipeline, ImagePipelineOutput, ModelMixin, UNet2DModel, VQModel
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.schedulers import SchedulerMixin
 from diffusers.utils import replace_example_docstring
 from diffusers.utils.torch_utils import randn_tensor
 
 from ..image_utils import ImageInput
-from ..models.gradient_estimator import GradientEstimator
-from ..models.latent_sampler import LatentSampler
 from ..models.unet_features import unet_forward_with_features
 from ..pdae_math import noise_from_model_output, shift_coefficients, shifted_noise_prediction
 from ..sampling import SchedulerStepper, epsilon_scheduler, in_shift_range
 from .autoencoder import DEFAULT_INFERENCE_STEPS, ImageAutoencoderPipelineMixin
+from .code_space import CodeSpaceMixin
+from .folder_checks import ENCODER_CLASS_NAMES
 from .input_checks import (
     check_batch_size,
     check_callback_inputs,
+    check_callback_outputs,
     check_eta,
     check_generator,
-    check_latent_sampler,
-    check_num_inference_steps,
     check_output_type,
     check_pdae_components,
+    check_sample_count,
     check_shift_range,
 )
 from .remote_code import SavesCodeMixin
@@ -50,14 +50,15 @@ EXAMPLE_DOC_STRING = """
 """
 
 
-class PDAEPipeline(SavesCodeMixin, ImageAutoencoderPipelineMixin, DiffusionPipeline):
+class PDAEPipeline(SavesCodeMixin, CodeSpaceMixin, ImageAutoencoderPipelineMixin, DiffusionPipeline):
     r"""
     Diffusion autoencoder built on a frozen, pre-trained unconditional DPM (Zhang, Zhao & Lin, NeurIPS 2022).
 
     The encoder maps an image to a code z; the gradient estimator G turns z into a shift of the UNet's noise
     prediction, eps_hat = eps_theta(x_t, t) - c_t G(x_t, z, t), which fills the information that denoising x_t
-    alone cannot recover. `encode`, `reconstruct`, `interpolate`, `manipulate` and `attribute_direction` come from
-    [`ImageAutoencoderPipelineMixin`], over this pipeline's `predict_noise`.
+    alone cannot recover. `encode` and `reconstruct` come from [`ImageAutoencoderPipelineMixin`], `interpolate`,
+    `manipulate`, `attribute_direction` and `sample_codes` from [`CodeSpaceMixin`], over this pipeline's
+    `predict_noise`.
 
     Parameters:
         unet ([`UNet2DModel`]): the frozen, pre-trained unconditional DPM (predicting eps, v or x_0).
@@ -70,15 +71,27 @@ class PDAEPipeline(SavesCodeMixin, ImageAutoencoderPipelineMixin, DiffusionPipel
             of a dataset (`examples/train_latent_sampler.py`); with it, `__call__` without `z` samples codes first
             and so generates images unconditionally through the codes.
         latent_scheduler ([`SchedulerMixin`], *optional*): the latent sampler's scheduler (`clip_sample=False`).
+        vae ([`VQModel`] or [`AutoencoderKL`], *optional*): for a latent DPM (e.g. an `LDMPipeline`'s `vqvae`), the
+            frozen autoencoder whose latents the UNet and G work on, named `vae` as in every diffusers pipeline but
+            the deprecated `LDMPipeline`. Every method still takes and returns pixel images (decoded as
+            `LDMPipeline` and `DiTPipeline` decode); `latents`, inverted x_T and `output_type="latent"` are latents.
     """
 
     # The UNet and G take turns at every denoising step: chaining G after the UNet would move the UNet off and on
     # the device every step. So G stays on the device and only the encoder and the UNet are offloaded in turn.
-    model_cpu_offload_seq = "encoder->latent_sampler->unet"
+    model_cpu_offload_seq = "vae->encoder->latent_sampler->unet"
     _exclude_from_cpu_offload = ["gradient_estimator"]
-    _optional_components = ["latent_sampler", "latent_scheduler"]
+    _optional_components = ["latent_sampler", "latent_scheduler", "vae"]
     _callback_tensor_inputs = ["latents", "z"]
     REQUIRED_COMPONENTS = ("unet", "scheduler", "encoder", "gradient_estimator")
+    COMPONENT_NAMES = (*REQUIRED_COMPONENTS, *_optional_components)
+    COMPONENT_CLASSES = {
+        "unet": ("UNet2DModel",),
+        "encoder": ENCODER_CLASS_NAMES,
+        "gradient_estimator": ("GradientEstimator",),
+        "latent_sampler": ("LatentSampler",),
+        "vae": ("VQModel", "AutoencoderKL"),
+    }
     decodes_without_codes = True
 
     def __init__(
@@ -86,13 +99,13 @@ class PDAEPipeline(SavesCodeMixin, ImageAutoencoderPipelineMixin, DiffusionPipel
         unet: UNet2DModel,
         scheduler: SchedulerMixin,
         encoder: ModelMixin,
-        gradient_estimator: GradientEstimator,
-        latent_sampler: LatentSampler | None = None,
+        gradient_estimator: ModelMixin,
+        latent_sampler: ModelMixin | None = None,
         latent_scheduler: SchedulerMixin | None = None,
+        vae: VQModel | AutoencoderKL | None = None,
     ):
         super().__init__()
-        check_pdae_components(unet, scheduler, encoder, gradient_estimator)
-        check_latent_sampler(latent_sampler, latent_scheduler, encoder.config.latent_dim)
+        check_pdae_components(unet, scheduler, encoder, gradient_estimator, latent_sampler, latent_scheduler, vae)
         self.register_modules(
             unet=unet,
             scheduler=scheduler,
@@ -100,7 +113,11 @@ class PDAEPipeline(SavesCodeMixin, ImageAutoencoderPipelineMixin, DiffusionPipel
             gradient_estimator=gradient_estimator,
             latent_sampler=latent_sampler,
             latent_scheduler=latent_scheduler,
+            vae=vae,
         )
+        self._components_ready = True
+
+    check_components = staticmethod(check_pdae_components)
 
     def predict_noise(
         self,
@@ -199,6 +216,8 @@ class PDAEPipeline(SavesCodeMixin, ImageAutoencoderPipelineMixin, DiffusionPipel
                 f"num_images_per_prompt={num_images_per_prompt})."
             )
         check_generator(generator, total)
+        requested = f"num_images_per_prompt={num_images_per_prompt} for {total // num_images_per_prompt} code(s)"
+        check_sample_count(total, self.unet, self._execution_device, requested)
 
     def prepare_latents(
         self,
@@ -303,7 +322,8 @@ class PDAEPipeline(SavesCodeMixin, ImageAutoencoderPipelineMixin, DiffusionPipel
             latents = step(i, t, self.predict_noise(model_input, t, codes, shift_coefficient), latents)
             if callback_on_step_end is not None:
                 available = {"latents": latents, "z": z}
-                outputs = callback_on_step_end(self, i, t, {name: available[name] for name in tensor_inputs}) or {}
+                outputs = callback_on_step_end(self, i, t, {name: available[name] for name in tensor_inputs})
+                outputs = check_callback_outputs(outputs, available)
                 latents, z = outputs.get("latents", latents), outputs.get("z", z)
         return self._output(latents, output_type, return_dict)
 
@@ -331,46 +351,6 @@ class PDAEPipeline(SavesCodeMixin, ImageAutoencoderPipelineMixin, DiffusionPipel
         """
         shift_range = check_shift_range(shift_range, self.num_train_timesteps)
         return self._decode(latents, z, num_inference_steps, output_type, return_dict, shift_range)
-
-    @torch.no_grad()
-    def sample_codes(
-        self,
-        batch_size: int = 1,
-        num_inference_steps: int = DEFAULT_INFERENCE_STEPS,
-        generator: torch.Generator | list[torch.Generator] | None = None,
-        eta: float = 0.0,
-    ) -> torch.Tensor:
-        """Sample new codes with the latent sampler (DDIM or any scheduler given as `latent_scheduler`).
-
-        Args:
-            batch_size (`int`, defaults to 1): codes to sample.
-            num_inference_steps (`int`, defaults to 50): the latent scheduler's steps.
-            generator (`torch.Generator` or a list of `batch_size`, *optional*): makes the samples reproducible.
-            eta (`float`, defaults to 0.0): DDIM's eta (ignored by schedulers that have none).
-
-        Returns:
-            `torch.Tensor` of shape `(batch_size, latent_dim)`: codes for `__call__`, `decode` or `manipulate`.
-        """
-        if self.latent_sampler is None:
-            raise ValueError(
-                "This pipeline has no latent_sampler: train one on your pipeline's codes with "
-                "examples/train_latent_sampler.py, or pass codes z from pipe.encode."
-            )
-        batch_size, eta = check_batch_size(batch_size), check_eta(eta)
-        check_generator(generator, batch_size)
-        scheduler = type(self.latent_scheduler).from_config(self.latent_scheduler.config)
-        num_inference_steps = check_num_inference_steps(num_inference_steps, scheduler.config.num_train_timesteps)
-        scheduler.set_timesteps(num_inference_steps, device=self._execution_device)
-        device, dtype = self._execution_device, self.latent_sampler.dtype
-        sample = randn_tensor((batch_size, self.latent_dim), generator=generator, device=device, dtype=dtype)
-        sample = sample * scheduler.init_noise_sigma
-        step = SchedulerStepper(scheduler, eta, generator, device)
-        for i, t in enumerate(self.progress_bar(scheduler.timesteps)):
-            noise_pred = self.latent_sampler(scheduler.scale_model_input(sample, t), t).sample
-            sample = step(i, t, noise_pred, sample)
-        codes = self.latent_sampler.denormalize(sample)
-        self.maybe_free_model_hooks()
-        return codes.to(dtype=self.unet.dtype)
 
     @property
     def num_timesteps(self) -> int:

@@ -25,6 +25,8 @@ from pathlib import Path
 from diffusers import DiffusionPipeline
 
 from ..file_utils import write_folder_atomically
+from .folder_checks import weights_digest
+from .input_checks import check_safe_serialization
 
 PACKAGE = "diffusers_pdae"
 PIPELINE_CODE_FILE = "pipeline_pdae"
@@ -138,6 +140,9 @@ def write_remote_code(folder: str, pipeline) -> None:
         Path(folder, path).write_text(source)
     index_path = Path(folder, "model_index.json")
     index = json.loads(index_path.read_text())
+    # `[file, class]`: what diffusers' generic loader (the Hub's "Use this model") runs with trust_remote_code=True;
+    # the installed class reads it as its own name (see ImageAutoencoderPipelineMixin.load_config).
+    index["_class_name"] = [PIPELINE_CODE_FILE, type(pipeline).__name__]
     for name, (stem, _) in COMPONENT_CODE_FILES.items():
         if index.get(name, [None, None])[1] is not None:  # optional components absent are saved as [null, null]
             index[name] = [stem, index[name][1]]
@@ -150,6 +155,10 @@ def save_with_code(pipeline: DiffusionPipeline, save_directory: str | os.PathLik
     component of one save with another of a different save; other files already in `save_directory` are kept."""
 
     def write(folder: str) -> None:
+        if getattr(pipeline, "gradient_estimator", None) is not None:  # G names the UNet it was trained for
+            pipeline.gradient_estimator.register_to_config(
+                unet_weights_digest=weights_digest(pipeline.unet.state_dict())
+            )
         DiffusionPipeline.save_pretrained(pipeline, folder, **save_kwargs)
         write_remote_code(folder, pipeline)
 
@@ -173,11 +182,16 @@ class SavesCodeMixin:
         The pipeline is written to a temporary folder and renamed into place, so a crash mid-save or a concurrent
         reader never pairs an encoder of one save with a gradient estimator of another; other files already in
         `save_directory` are kept. The folder also gets `pipeline_pdae.py` and each custom component's code (see
-        [`~diffusers_pdae.pipelines.remote_code`]), so that `DiffusionPipeline.from_pretrained(folder,
-        custom_pipeline="pipeline_pdae", trust_remote_code=True)` loads it without diffusers-pdae installed.
+        [`~diffusers_pdae.pipelines.remote_code`]), and `model_index.json` names that file (`"_class_name":
+        ["pipeline_pdae", "PDAEPipeline"]`), so that `DiffusionPipeline.from_pretrained(folder,
+        trust_remote_code=True)`, the Hub's "Use this model" form, loads it without diffusers-pdae installed. A
+        `safe_serialization=False` save is refused: the folder would hold pickles, which `from_pretrained` never
+        reads. Saving records the UNet's weights digest in the gradient estimator's config (`unet_weights_digest`),
+        so a folder whose `unet/` is later replaced is refused on loading.
         `push_to_hub=True` then uploads it with diffusers' `push_to_hub` (`repo_id`, `token`, `private`,
         `commit_message` and `create_pr` as keyword arguments; `repo_id` defaults to the folder's name).
         """
+        check_safe_serialization(safe_serialization)
         save_with_code(self, save_directory, safe_serialization=safe_serialization, variant=variant)
         if push_to_hub:
             repo_id = kwargs.pop("repo_id", os.path.basename(os.path.normpath(save_directory)))
@@ -189,9 +203,12 @@ def register_with_diffusers(pipeline_class: type) -> None:
 
     `DiffusionPipeline.from_pretrained` looks a `model_index.json` `_class_name` up on the `diffusers` module, and a
     component listed as `[<module>, <class>]` on `diffusers.pipelines.<module>` before it looks for the code file in
-    the component's folder. Registering our pipeline and our two model modules there is what makes
-    `DiffusionPipeline.from_pretrained(folder)` return the installed `PDAEPipeline` after `import diffusers_pdae`,
-    with no code from the folder run and no `trust_remote_code`.
+    the component's folder. Registering our pipelines and our model modules there makes the generic loader use the
+    installed classes for every folder whose `_class_name` is a plain name (`DiffAEPipeline`'s, and PDAE folders
+    saved before the `[file, class]` form) and for the components of every folder, with no code from the folder run
+    and no `trust_remote_code`. A `[file, class]` `_class_name` (what `PDAEPipeline.save_pretrained` writes, for the
+    Hub's "Use this model" form) makes diffusers run the folder's own pipeline file, only with `trust_remote_code`;
+    `PDAEPipeline.from_pretrained` reads such a folder with the installed class and runs nothing from it.
     """
     import diffusers
     import diffusers.pipelines

@@ -30,15 +30,93 @@ PICKLED_CUSTOM_STATE = re.compile(r"^custom_checkpoint_\d+\.pkl$")
 PIPELINE_FILE = "pipeline.json"
 
 
+RUN_FLAGS_FILE = "training_flags.json"
+# Flags a resumed run may change: how long it runs, where and how often it saves and reports, not what it trains.
+FLAGS_A_RESUME_MAY_CHANGE = frozenset(
+    {
+        "max_train_steps", "num_epochs", "max_train_minutes", "resume_from_checkpoint", "overwrite_output_dir",
+        "output_dir", "logging_dir", "logger", "report_ranks", "dataloader_num_workers", "cache_dir",
+        "skip_image_check", "checkpointing_steps", "checkpoints_total_limit", "save_images_epochs",
+        "save_model_epochs", "validation_steps", "validation_inference_steps", "num_validation_images",
+        "eval_batch_size", "ddpm_num_inference_steps", "num_validation_codes", "push_to_hub", "hub_model_id",
+        "hub_private_repo", "local_rank",
+    }
+)  # fmt: skip
+
+
+def write_run_flags(folder: str, flags: dict) -> None:
+    """Record the run's flags (public ones only) in a checkpoint, so that a resume with other flags is named."""
+    with open(os.path.join(folder, RUN_FLAGS_FILE), "w") as f:
+        json.dump(flags, f, indent=2, sort_keys=True, default=str)
+
+
+def check_resume(path: str, flags: dict, max_train_steps: int | None) -> None:
+    """Before anything is built: `path` is a checkpoint folder itself, the resumed run trains what the checkpoint's
+    run trained (its flags, but for `FLAGS_A_RESUME_MAY_CHANGE`), and it does not end before the checkpoint's step.
+
+    Raises:
+        `ValueError`: naming the flag or path and what to pass instead.
+    """
+    path = os.path.normpath(path)
+    if CHECKPOINT_PATTERN.match(os.path.basename(path)) is None:
+        inside = next((p for p in _parents(path) if CHECKPOINT_PATTERN.match(os.path.basename(p))), None)
+        where = f"points inside {inside}: pass {inside} itself" if inside else "is not a checkpoint-<step> folder"
+        raise ValueError(f"--resume_from_checkpoint {path} {where} (or 'latest', or a checkpoint's name).")
+    step = step_of_checkpoint(path)
+    if max_train_steps is not None and step > max_train_steps:
+        raise ValueError(
+            f"{path} is at step {step}, past --max_train_steps {max_train_steps}: resuming would train nothing and "
+            f"release that run's weights under this run's flags. Pass --max_train_steps above {step} to train further."
+        )
+    recorded_path = os.path.join(path, RUN_FLAGS_FILE)
+    if not os.path.isfile(recorded_path):
+        return  # written before flags were recorded
+    with open(recorded_path) as f:
+        recorded = json.load(f)
+    now = json.loads(json.dumps(flags, default=str))
+    changed = [
+        f"--{name} {now.get(name)!r} (the run's: {value!r})"
+        for name, value in sorted(recorded.items())
+        if name not in FLAGS_A_RESUME_MAY_CHANGE and name in now and now[name] != value
+    ]
+    if changed:
+        raise ValueError(
+            f"Resuming {path} with other training flags: {'; '.join(changed)}. A resumed run continues the same "
+            f"training: pass the run's flags (in {recorded_path}), or start a new run in another --output_dir."
+        )
+
+
+def random_states_readable(path: str, process_index: int) -> bool:
+    """Whether this process's `random_states_<rank>.pkl` in a checkpoint loads, read as Accelerate reads it (its
+    `load`: `torch.load(weights_only=True)`, which refuses any object that could run code)."""
+    from accelerate.utils import load
+
+    try:
+        load(os.path.join(path, f"random_states_{process_index}.pkl"))
+    except Exception:  # whatever Accelerate itself would fail on (missing, truncated, not a pickle)
+        return False
+    return True
+
+
+def _parents(path: str) -> list[str]:
+    parents = []
+    while os.path.dirname(path) not in ("", path):
+        path = os.path.dirname(path)
+        parents.append(path)
+    return parents
+
+
 def generator_state_file(folder: str, process_index: int) -> str:
     return os.path.join(folder, f"noise_generator_{process_index}.safetensors")
 
 
 def write_checkpoint_description(folder: str, kind: str, scheduler, pretrained_model_name_or_path: str | None) -> None:
     """What [`~diffusers_pdae.training.export.export_checkpoint`] needs besides the trained weights: the pipeline
-    `kind` ("pdae", "ddpm" or "latent_sampler"), the training scheduler's config and, for PDAE, the frozen DPM it was
-    trained on (for a latent sampler, the PDAE pipeline it samples codes for)."""
-    scheduler.save_pretrained(os.path.join(folder, "scheduler"))
+    `kind` ("pdae", "ddpm", "ldm", "latent_sampler" or "autoencoder"), the training scheduler's config (an autoencoder
+    has none) and, for PDAE, the frozen DPM it was trained on (for a latent sampler, the PDAE pipeline it samples
+    codes for; for an LDM, its frozen autoencoder)."""
+    if scheduler is not None:
+        scheduler.save_pretrained(os.path.join(folder, "scheduler"))
     with open(os.path.join(folder, PIPELINE_FILE), "w") as f:
         json.dump({"kind": kind, "pretrained_model_name_or_path": pretrained_model_name_or_path}, f, indent=2)
 

@@ -108,10 +108,23 @@ def check_encoder_args(args: argparse.Namespace) -> None:
         looks_local = value is not None and (value.endswith(".json") or value.startswith(("/", ".", "~")))
         if looks_local and not os.path.exists(os.path.expanduser(value)):
             raise ValueError(f"--{flag} {value}: no such file or folder (give a local path that exists, or a Hub id).")
+        if value is not None and not looks_local and not os.path.exists(value):
+            check_hub_reachable(flag, value)
     if args.encoder_type == "light":
         for flag, default in LIGHT_DEFAULTS.items():
             if getattr(args, flag) is None:
                 setattr(args, flag, default)
+
+
+def check_hub_reachable(flag: str, repo_id: str) -> None:
+    """A Hub id can be fetched: online, or offline (`HF_HUB_OFFLINE=1`) with its config in the local cache."""
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    if constants.HF_HUB_OFFLINE and not isinstance(try_to_load_from_cache(repo_id, "config.json"), str):
+        raise ValueError(
+            f"--{flag} {repo_id}: not a local folder, and the Hub is off (HF_HUB_OFFLINE=1) with no cached copy. "
+            "Pass a local folder saved with save_pretrained, or allow the download (unset HF_HUB_OFFLINE)."
+        )
 
 
 def light_encoder_for(unet: UNet2DModel, latent_dim: int) -> PDAEEncoder:
@@ -152,11 +165,19 @@ def build_encoder(args: argparse.Namespace, unet: UNet2DModel) -> EncoderModel:
         "freeze_backbone": args.freeze_encoder_backbone,
         "backbone_image_size": args.encoder_backbone_image_size,
     }
-    if args.encoder_backbone is not None:
-        return PDAETransformersEncoder.from_backbone(
-            args.encoder_backbone, **size, latent_dim=args.latent_dim, **options
-        )
-    backbone_config = AutoConfig.from_pretrained(os.fspath(args.encoder_backbone_config))
+    try:
+        if args.encoder_backbone is not None:
+            return PDAETransformersEncoder.from_backbone(
+                args.encoder_backbone, **size, latent_dim=args.latent_dim, **options
+            )
+        backbone_config = AutoConfig.from_pretrained(os.fspath(args.encoder_backbone_config))
+    except OSError as error:  # transformers' "not found" and connection errors name neither the flag nor what to do
+        flag = "--encoder_backbone" if args.encoder_backbone is not None else "--encoder_backbone_config"
+        source = args.encoder_backbone or args.encoder_backbone_config
+        raise ValueError(
+            f"{flag} {source} cannot be loaded ({str(error).splitlines()[0]}). Pass a local folder saved with "
+            "save_pretrained, or a Hub id that can be reached."
+        ) from error
     return PDAETransformersEncoder(
         backbone_config=backbone_config.to_dict(), **size, latent_dim=args.latent_dim, **options
     )

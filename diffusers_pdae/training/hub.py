@@ -39,6 +39,12 @@ NOT_UPLOADED = [
 # Flags worth reporting in a card (the others are logistics).
 CARD_FLAGS = (
     "pretrained_model_name_or_path",
+    "pretrained_vae_model_name_or_path",
+    "autoencoder_type",
+    "latent_channels",
+    "num_vq_embeddings",
+    "reconstruction_loss",
+    "kl_weight",
     "dataset_name",
     "dataset_config_name",
     "train_data_dir",
@@ -75,7 +81,13 @@ def dataset_description(args) -> str:
 
 
 # Flags whose values may be local paths, which a public card shows by name only.
-PATH_FLAGS = ("pretrained_model_name_or_path", "train_data_dir", "init_from_pipeline", "validation_data_dir")
+PATH_FLAGS = (
+    "pretrained_model_name_or_path",
+    "pretrained_vae_model_name_or_path",
+    "train_data_dir",
+    "init_from_pipeline",
+    "validation_data_dir",
+)
 
 
 def is_hub_id(name: str | None) -> bool:
@@ -147,10 +159,9 @@ def usage_with_package(repo_id: str, example: str = USAGE_EXAMPLE) -> str:
     """The card's snippet for users who have diffusers-pdae installed (runs as written; tested)."""
     return (
         f"""import torch
-import diffusers_pdae  # noqa: F401  (diffusers then loads the installed PDAE classes)
-from diffusers import DiffusionPipeline
+from diffusers_pdae import PDAEPipeline
 
-pipe = DiffusionPipeline.from_pretrained("{repo_id}")"""
+pipe = PDAEPipeline.from_pretrained("{repo_id}")  # the installed classes; no code from the repo runs"""
         + example
     )
 
@@ -160,7 +171,7 @@ def usage_without_package(repo_id: str, example: str = USAGE_EXAMPLE) -> str:
     return f"""import torch
 from diffusers import DiffusionPipeline
 
-pipe = DiffusionPipeline.from_pretrained("{repo_id}", custom_pipeline="pipeline_pdae", trust_remote_code=True)""" + (
+pipe = DiffusionPipeline.from_pretrained("{repo_id}", trust_remote_code=True)""" + (
         example
     )
 

@@ -9,6 +9,7 @@ computes), `diagnostics` (rank reports) and `run` (the run that builds it, and i
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from tqdm.auto import tqdm
 from .checkpointing import (
     check_resumable,
     list_checkpoints,
+    random_states_readable,
     resolve_resume_path,
     save_checkpoint,
     step_of_checkpoint,
@@ -30,6 +32,8 @@ from .checkpointing import (
 from .config import TrainingConfig
 from .diagnostics import RankReport
 from .optimization import TrainingSchedule
+
+logger = logging.getLogger(__name__)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -64,6 +68,8 @@ class TrainingLoop:
     train_seconds: float = 0.0
     steady_steps_per_second: float | None = None
     last_logs: dict = field(default_factory=dict)
+    resumed_from: str | None = None
+    resumed_exactly: bool = True
 
     def resume(self) -> None:
         """Load the checkpoint named by `config.resume_from_checkpoint`, if any, and continue from its step."""
@@ -74,8 +80,24 @@ class TrainingLoop:
             return
         check_resumable(path, self.accelerator.num_processes)
         self.accelerator.print(f"Resuming from checkpoint {path}")
+        readable = random_states_readable(path, self.accelerator.process_index)
         self.accelerator.load_state(path)
-        self.global_step = step_of_checkpoint(path)
+        self.global_step, self.resumed_from = step_of_checkpoint(path), path
+        # Accelerate only logs (at INFO) a random-state file it cannot read; the run then differs from an
+        # uninterrupted one (data order, dropout), which the user must hear about, and training_info.json records.
+        every_rank_read = torch.tensor([float(readable)], device=self.accelerator.device)
+        self.resumed_exactly = self.accelerator.reduce(every_rank_read, reduction="mean").item() == 1.0
+        if not self.resumed_exactly:
+            logger.warning(
+                f"The random states in {path} (random_states_<rank>.pkl) could not all be read: the run goes on, but "
+                "its data order and random draws differ from an uninterrupted run's (recorded as resumed_exactly: "
+                "false in training_info.json). Resume from an intact checkpoint to reproduce it exactly."
+            )
+        if self.global_step >= self.schedule.max_train_steps:
+            self.accelerator.print(
+                f"{path} is at --max_train_steps {self.schedule.max_train_steps}: nothing is left to train; the run "
+                "releases that checkpoint's weights again."
+            )
 
     def _checkpoint(self) -> None:
         save_checkpoint(
@@ -184,6 +206,8 @@ class TrainingLoop:
             "train_seconds_this_run": round(self.train_seconds, 1),
             "steps_per_second_second_half": self.steady_steps_per_second and round(self.steady_steps_per_second, 2),
             "final_logs": self.last_logs,
+            "resumed_from": self.resumed_from,
+            "resumed_exactly": self.resumed_exactly,
             "distributed_type": str(state.distributed_type).split(".")[-1],
             "num_processes": state.num_processes,
             "mixed_precision": str(state.mixed_precision),

@@ -26,7 +26,14 @@ from .accelerator import (
     weight_dtype,
 )
 from .args import public_flags
-from .checkpointing import register_checkpoint_hooks, unwrap_model, write_checkpoint_description
+from .checkpointing import (
+    check_resume,
+    register_checkpoint_hooks,
+    resolve_resume_path,
+    unwrap_model,
+    write_checkpoint_description,
+    write_run_flags,
+)
 from .config import TrainingConfig
 from .diagnostics import RankReport
 from .hub import HubError, create_hub_repo, release_folder
@@ -144,6 +151,9 @@ class TrainingRun:
         self.accelerator = make_accelerator(self.config)
         configure_logging(self.accelerator)
         claim_output_dir(self.accelerator, args)
+        resume_path = resolve_resume_path(args.resume_from_checkpoint, args.output_dir)
+        if resume_path is not None:
+            check_resume(resume_path, public_flags(args), args.max_train_steps)
         self.repo_id = start_hub_repo(self.accelerator, args)
         self.noise_generator = seed_run(self.accelerator, self.config.seed)
         self.models: dict[str, torch.nn.Module] = {}
@@ -162,7 +172,7 @@ class TrainingRun:
         models: dict[str, torch.nn.Module],
         dataset: torch.utils.data.Dataset,
         pipeline_kind: str,
-        scheduler: SchedulerMixin,
+        scheduler: SchedulerMixin | None,
         pretrained_model_name_or_path: str | None = None,
     ) -> torch.nn.Module | tuple[torch.nn.Module, ...]:
         """Set up the training of `models` on `dataset`: the shuffled DataLoader, an EMA of each model with
@@ -172,10 +182,11 @@ class TrainingRun:
         Args:
             models: checkpoint subfolder name -> model, as built (its EMA is saved as `<name>_ema`).
             dataset: the training examples, as the models' `compute_loss` takes them in batches.
-            pipeline_kind: the pipeline a checkpoint becomes in `examples/export_checkpoint.py`: "ddpm", "pdae" or
-                "latent_sampler".
-            scheduler: the training noise scheduler, saved in each checkpoint.
-            pretrained_model_name_or_path: the frozen DPM (PDAE) or the base pipeline (latent sampler).
+            pipeline_kind: the pipeline a checkpoint becomes in `examples/export_checkpoint.py`: "ddpm", "ldm",
+                "pdae", "latent_sampler" or "autoencoder".
+            scheduler: the training noise scheduler, saved in each checkpoint (None for an autoencoder).
+            pretrained_model_name_or_path: the frozen DPM (PDAE), the base pipeline (latent sampler) or the frozen
+                autoencoder (LDM).
 
         Returns:
             The prepared models, in order (the model itself when there is one), as `accelerator.prepare` returns them.
@@ -199,6 +210,7 @@ class TrainingRun:
 
         def describe_checkpoint(folder: str) -> None:
             write_checkpoint_description(folder, pipeline_kind, scheduler, pretrained_model_name_or_path)
+            write_run_flags(folder, public_flags(self.args))
 
         register_checkpoint_hooks(accelerator, self.models, self.emas, self.noise_generator, describe_checkpoint)
         for ema_model in self.emas.values():

@@ -227,11 +227,16 @@ def test_training_on_a_v_or_x0_dpm_reduces_the_loss(prediction_type):
     assert loss().item() < 0.7 * first
 
 
-def test_generic_diffusion_pipeline_loads_a_saved_folder(tmp_path):
+def test_the_generic_loader_runs_the_saved_code_only_when_trusted(tmp_path, monkeypatch):
+    """The Hub's "Use this model" form: `_class_name` names the saved pipeline file, which diffusers runs only with
+    trust_remote_code (even with the package installed)."""
+    monkeypatch.setenv("HF_MODULES_CACHE", str(tmp_path / "modules"))
     pipe = tiny_pipeline()
     pipe.save_pretrained(tmp_path / "pipe")
-    loaded = DiffusionPipeline.from_pretrained(tmp_path / "pipe")
-    assert isinstance(loaded, PDAEPipeline)
+    with pytest.raises(ValueError, match="trust_remote_code"):
+        DiffusionPipeline.from_pretrained(tmp_path / "pipe")
+    loaded = DiffusionPipeline.from_pretrained(tmp_path / "pipe", trust_remote_code=True)
+    assert type(loaded).__name__ == "PDAEPipeline" and type(loaded) is not PDAEPipeline  # the folder's own class
     images = tiny_images(2)
     assert torch.equal(loaded.encode(images), pipe.encode(images))
 

@@ -69,7 +69,7 @@ def test_pipeline_with_sampler_saves_and_loads_bit_for_bit(tmp_path):
     pipe.save_pretrained(tmp_path)
     loaded = PDAEPipeline.from_pretrained(tmp_path)
     loaded.set_progress_bar_config(disable=True)
-    generic = DiffusionPipeline.from_pretrained(tmp_path)
+    generic = DiffusionPipeline.from_pretrained(tmp_path, trust_remote_code=True)  # the Hub's generic form
     assert isinstance(generic.latent_sampler, LatentSampler)
     kwargs = {"batch_size": 2, "num_inference_steps": 3, "code_num_inference_steps": 4, "output_type": "latent"}
     expected = pipe(generator=seeded(0), **kwargs).images
@@ -84,6 +84,10 @@ def test_a_pipeline_saved_without_sampler_loads_without_one(tmp_path):
 
 
 def test_sampler_components_are_checked_together():
+    cleared = with_sampler(tiny_pipeline())
+    cleared.latent_sampler = None  # optional components are cleared one at a time, as diffusers' tests do
+    cleared.latent_scheduler = None
+    assert cleared.latent_sampler is None and cleared.latent_scheduler is None
     pipe = tiny_pipeline()
     sampler = LatentSampler(latent_dim=LATENT_DIM, hidden_dim=8, num_layers=1, time_embed_dim=8)
     with pytest.raises(ValueError, match="latent_sampler is given without latent_scheduler"):

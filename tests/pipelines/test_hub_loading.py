@@ -3,6 +3,7 @@ through diffusers' generic loader, and without it, from the code saved beside th
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -37,7 +38,7 @@ def reference_numbers(pipe: PDAEPipeline) -> dict:
 def test_a_saved_folder_carries_its_code_and_points_components_at_it(saved):
     _, folder = saved
     index = json.loads((folder / "model_index.json").read_text())
-    assert index["_class_name"] == "PDAEPipeline"
+    assert index["_class_name"] == ["pipeline_pdae", "PDAEPipeline"]
     assert index["encoder"] == ["pdae_encoder", "PDAEEncoder"]
     assert index["gradient_estimator"] == ["pdae_gradient_estimator", "GradientEstimator"]
     for path in ("pipeline_pdae.py", "encoder/pdae_encoder.py", "gradient_estimator/pdae_gradient_estimator.py"):
@@ -48,12 +49,21 @@ def test_a_saved_folder_carries_its_code_and_points_components_at_it(saved):
         )
 
 
-def test_with_the_package_both_loaders_return_the_installed_classes(saved):
+def test_with_the_package_the_installed_class_loads_and_runs_no_saved_code(saved, tmp_path):
     pipe, folder = saved
-    for loader in (PDAEPipeline, DiffusionPipeline):
-        loaded = loader.from_pretrained(folder)
-        assert type(loaded) is PDAEPipeline and type(loaded.encoder).__module__ == "diffusers_pdae.models.encoder"
-        assert reference_numbers(loaded) == reference_numbers(pipe)
+    loaded = PDAEPipeline.from_pretrained(folder)
+    assert type(loaded) is PDAEPipeline and type(loaded.encoder).__module__ == "diffusers_pdae.models.encoder"
+    assert reference_numbers(loaded) == reference_numbers(pipe)
+    # a doctored code file is never run by the installed class
+    doctored = tmp_path / "doctored"
+    shutil.copytree(folder, doctored)
+    for path in ("pipeline_pdae.py", "encoder/pdae_encoder.py", "gradient_estimator/pdae_gradient_estimator.py"):
+        (doctored / path).write_text("raise SystemExit('saved code ran')\n")
+    assert reference_numbers(PDAEPipeline.from_pretrained(doctored)) == reference_numbers(pipe)
+    # folders saved with a plain `_class_name` (before the Hub form) load through both loaders as before
+    index = json.loads((doctored / "model_index.json").read_text())
+    (doctored / "model_index.json").write_text(json.dumps({**index, "_class_name": "PDAEPipeline"}))
+    assert type(DiffusionPipeline.from_pretrained(doctored)) is PDAEPipeline
 
 
 def isolated(script: str, tmp_path) -> subprocess.CompletedProcess:
@@ -78,10 +88,10 @@ def test_without_the_package_diffusers_loads_the_saved_code_once_trusted(saved, 
 import json, torch
 from diffusers import DiffusionPipeline
 try:
-    DiffusionPipeline.from_pretrained({str(folder)!r}, custom_pipeline="pipeline_pdae")
+    DiffusionPipeline.from_pretrained({str(folder)!r})
 except ValueError as error:
     print("REFUSED:", "trust_remote_code" in str(error))
-pipe = DiffusionPipeline.from_pretrained({str(folder)!r}, custom_pipeline="pipeline_pdae", trust_remote_code=True)
+pipe = DiffusionPipeline.from_pretrained({str(folder)!r}, trust_remote_code=True)  # the Hub's "Use this model"
 pipe.set_progress_bar_config(disable=True)
 g = torch.Generator().manual_seed(9)
 images = torch.rand(2, 1, 16, 16, generator=g) * 2 - 1
@@ -129,6 +139,7 @@ def test_a_pipeline_with_a_latent_sampler_generates_from_its_card_snippet_withou
     snippet = usage_without_package(str(folder), USAGE_EXAMPLE + GENERATION_EXAMPLE)
     result = isolated(snippet + "\nprint('OK', type(pipe.latent_sampler).__module__, len(samples))", tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "Expected types" not in result.stderr  # each class is defined once in the saved code
     module = result.stdout.split("OK ", 1)[1].split()[0]
     assert module.endswith("pdae_latent_sampler") and not module.startswith("diffusers_pdae")
     assert result.stdout.strip().endswith(" 4")

@@ -119,7 +119,7 @@ def test_codes_may_come_as_a_list_of_tensors(pipe, images):
     expected = pipe(z=z, latents=latents, num_inference_steps=2, output_type="pt").images
     for codes in ([z[0], z[1]], [z[:1], z[1:]]):
         assert torch.equal(pipe(z=codes, latents=latents, num_inference_steps=2, output_type="pt").images, expected)
-    with pytest.raises(ValueError, match="z must be a tensor of shape"):
+    with pytest.raises(ValueError, match=r"z is a list of codes of widths \[3, 8\]; every code must have width 8"):
         pipe(z=[z[0], torch.zeros(3)], latents=latents, num_inference_steps=2)
     with pytest.raises(ValueError, match="floating-point"):
         pipe(z=z.long(), latents=latents, num_inference_steps=2)

@@ -10,7 +10,7 @@ from diffusers import DDIMScheduler, DDPMScheduler
 import diffusers_pdae  # noqa: F401
 from diffusers_pdae import GradientEstimator, PDAEPipeline
 
-from ..conftest import tiny_encoder, tiny_unet
+from ..conftest import tiny_encoder, tiny_images, tiny_pipeline, tiny_unet
 
 
 def saved_pipeline(folder):
@@ -102,3 +102,16 @@ def test_damaged_files_are_named_before_diffusers_reads_them(tmp_path):
     (folder / "model_index.json").write_text("{'unet': broken")
     with pytest.raises(ValueError, match="model_index.json is not valid JSON"):
         PDAEPipeline.from_pretrained(folder)
+
+
+def test_variants_load_as_diffusers_loads_them(tmp_path):
+    """A folder saved with a variant loads it; asking for a variant the folder lacks gets diffusers' own message,
+    naming the variant, not a weights check of files that are not there."""
+    pipe = tiny_pipeline()
+    pipe.save_pretrained(tmp_path / "plain")
+    with pytest.raises(ValueError, match="variant=fp16"):
+        PDAEPipeline.from_pretrained(tmp_path / "plain", variant="fp16")
+    pipe.save_pretrained(tmp_path / "fp16", variant="fp16")
+    loaded = PDAEPipeline.from_pretrained(tmp_path / "fp16", variant="fp16")
+    images = tiny_images(2)
+    assert torch.equal(loaded.encode(images), pipe.encode(images))

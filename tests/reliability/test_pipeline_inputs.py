@@ -15,6 +15,7 @@ from .conftest import (
     UNetCounter,
     assert_clear_error,
     codes,
+    names_one_of,
     noise,
     poisoned,
 )
@@ -510,3 +511,121 @@ def test_one_unbatched_image_tensor_is_encoded_as_a_batch_of_one(pipe):
         single = pipe.encode(x[0])
     assert counter.calls == 0  # encoding never runs the UNet
     assert single.shape == (1, LATENT_DIM) and torch.allclose(single, pipe.encode(x), atol=1e-6)
+
+
+# ------------------------------------------------------------------------- issue 29: the last unclear answers
+
+
+@CLEAR
+@pytest.mark.parametrize(
+    "what, run, keywords",
+    [
+        pytest.param(
+            "`__call__` with codes z on the meta device (a shape, no values)",
+            call(z=torch.zeros(2, LATENT_DIM, device="meta")),
+            [r"\bz\b.*meta"],
+            id="call-meta-z",
+        ),
+        pytest.param(
+            "`__call__` with an empty batch of codes z (0, latent_dim)",
+            call(z=torch.zeros(0, LATENT_DIM)),
+            [r"\bz\b holds no code"],
+            id="call-empty-z",
+        ),
+        pytest.param(
+            "`__call__` with z a list of codes of widths 8 and 7",
+            call(z=[torch.zeros(LATENT_DIM), torch.zeros(LATENT_DIM - 1)]),
+            [r"\bz\b is a list of codes of widths \[7, 8\]"],
+            id="call-mixed-width-list",
+        ),
+        pytest.param(
+            "manipulate along a (2, latent_dim) direction",
+            lambda pipe: pipe.manipulate(
+                tiny_images(1), torch.ones(2, LATENT_DIM), [0.0], num_inference_steps=STEPS, output_type="pt"
+            ),
+            [rf"direction must be a tensor of shape \({LATENT_DIM},\), got \(2, {LATENT_DIM}\)"],
+            id="manipulate-2d-direction",
+        ),
+        pytest.param(
+            "encode an image tensor on the meta device",
+            lambda pipe: pipe.encode(torch.zeros(2, 1, SIZE, SIZE, device="meta")),
+            ["meta"],
+            id="encode-meta-images",
+        ),
+        pytest.param(
+            "`__call__` with num_images_per_prompt=10**6 (no allocation attempted)",
+            call(z=codes(1), num_images_per_prompt=10**6),
+            [r"num_images_per_prompt=1000000.*GiB"],
+            id="call-million-copies",
+        ),
+    ],
+)
+def test_codes_directions_and_batch_sizes_that_cannot_work_are_named(pipe, what, run, keywords):
+    """{what}: refused at once, naming the argument and what is wrong with it."""
+    assert_clear_error(lambda: run(pipe), keywords, pipe, max_seconds=5)
+
+
+def nan_latents(pipe, step, timestep, tensors):
+    return {"latents": torch.full_like(tensors["latents"], float("nan"))}
+
+
+def a_tensor(pipe, step, timestep, tensors):
+    return tensors["latents"]
+
+
+def smaller_latents(pipe, step, timestep, tensors):
+    return {"latents": tensors["latents"][:, :, :8, :8]}
+
+
+@CLEAR
+@pytest.mark.parametrize(
+    "callback, keywords",
+    [
+        pytest.param(nan_latents, [r"'latents' returned by callback_on_step_end has \d+ NaN"], id="nan-latents"),
+        pytest.param(a_tensor, [r"callback_on_step_end must return a dict.*got Tensor"], id="returns-a-tensor"),
+        pytest.param(smaller_latents, [r"callback_on_step_end returned 'latents' of shape"], id="other-shape"),
+    ],
+)
+def test_a_step_callback_that_breaks_the_latents_is_named_at_its_first_step(pipe, callback, keywords):
+    """`__call__` with a callback_on_step_end `{callback.__name__}`: refused after its first step, naming it."""
+    with UNetCounter(pipe) as counter, pytest.raises(ValueError) as error:
+        pipe(num_inference_steps=5, output_type="pt", callback_on_step_end=callback)
+    assert names_one_of(str(error.value), keywords), str(error.value)
+    assert counter.calls == 1  # the callback runs after the first step; nothing more is computed
+
+
+@CLEAR
+def test_attribute_direction_between_two_identical_sets_is_refused(pipe):
+    """attribute_direction with the same images twice: no direction exists; refused instead of a NaN direction."""
+    images = tiny_images(4)
+    assert_clear_error(lambda: pipe.attribute_direction(images, images.clone()), [r"same mean code"], pipe)
+
+
+@CLEAR
+def test_a_scheduler_swapped_in_after_construction_is_checked_as_the_constructor_does(pipe):
+    """pipe.scheduler = EDMEulerScheduler(): refused at the assignment, as the constructor refuses it."""
+    from diffusers import DPMSolverMultistepScheduler, EDMEulerScheduler
+
+    pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config)  # a servable one is taken
+
+    def swap():
+        pipe.scheduler = EDMEulerScheduler()
+
+    assert_clear_error(swap, [r"EDMEulerScheduler has no discrete training schedule"], pipe)
+    assert isinstance(pipe.scheduler, DPMSolverMultistepScheduler)
+
+
+@CLEAR
+def test_a_scheduler_predicting_another_quantity_than_g_was_trained_with_is_refused():
+    """A pipeline whose G recorded an eps-predicting DPM, given a v_prediction scheduler: refused naming both."""
+    from diffusers import DDIMScheduler
+
+    from diffusers_pdae import GradientEstimator, PDAEPipeline
+
+    from ..conftest import tiny_encoder, tiny_unet
+
+    unet, scheduler = tiny_unet(), DDIMScheduler(num_train_timesteps=1000, clip_sample=False)
+    estimator = GradientEstimator.from_unet(unet, latent_dim=LATENT_DIM, noise_scheduler=scheduler)
+    v_scheduler = DDIMScheduler.from_config(scheduler.config, prediction_type="v_prediction")
+    keywords = [r"'prediction_type': 'v_prediction'[\s\S]*'prediction_type': 'epsilon'"]
+    assert_clear_error(lambda: PDAEPipeline(unet, v_scheduler, tiny_encoder(), estimator), keywords)

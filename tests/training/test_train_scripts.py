@@ -274,8 +274,8 @@ def test_model_card_and_the_folder_that_would_be_uploaded(tmp_path, monkeypatch)
     for tag in hub.PDAE_TAGS:
         assert f"- {tag}\n" in card
     assert "base_model: google/ddpm-cifar10-32" in card
-    assert 'DiffusionPipeline.from_pretrained("someone/pdae-digits")' in card
-    assert 'custom_pipeline="pipeline_pdae", trust_remote_code=True' in card
+    assert 'PDAEPipeline.from_pretrained("someone/pdae-digits")' in card
+    assert 'DiffusionPipeline.from_pretrained("someone/pdae-digits", trust_remote_code=True)' in card
     assert "[cifar10](https://huggingface.co/datasets/cifar10)" in card
     assert "| `--learning_rate` | `0.0001` |" in card and "| val_mse_inferred_xT | 0.0004 |" in card
     assert "![validation grid](validation.png)" in card and (out / "validation.png").is_file()

@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from diffusers import DiffusionPipeline
 
 import diffusers_pdae  # noqa: F401
 from diffusers_pdae import PDAEPipeline
@@ -49,7 +48,7 @@ def test_the_documented_path_from_pictures_to_a_loaded_pipeline(tmp_path):
         "pdae_inferred_xT", "pdae_random_xT", "ddim_inversion", "dpm_random_xT",
     }  # fmt: skip
 
-    pipe = DiffusionPipeline.from_pretrained(pdae)
+    pipe = PDAEPipeline.from_pretrained(pdae)
     assert isinstance(pipe, PDAEPipeline) and pipe.unet.config.in_channels == 3
     exported = PDAEPipeline.from_pretrained(tmp_path / "my-pdae-step-4")
     images = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1
