@@ -123,8 +123,8 @@ class PDAEPlayground:
         num_inference_steps (`int`, defaults to 50): DDIM steps of every inversion and decoding.
         directions (`dict[str, AttributeDirection]`, *optional*): attribute directions for `edit`, by name.
         stroke_images (`bool`, *optional*): treat pictures as strokes (digits, sketches) and centre them MNIST-style
-            with [`center_strokes`]; defaults to `True` for one-channel UNets. Otherwise pictures go to the pipeline as
-            they are (centre-cropped and resized).
+            with [`center_strokes`]; defaults to `True` for one-channel images. Otherwise pictures go to the pipeline
+            as they are (centre-cropped and resized).
         display_size (`int`, defaults to 160): side of the pictures returned, scaled up without smoothing so the
             model's pixels stay visible.
     """
@@ -140,17 +140,17 @@ class PDAEPlayground:
         self.pipeline = pipeline
         self.num_inference_steps = pipeline._check_steps(num_inference_steps)
         self.directions = dict(directions or {})
-        channels = pipeline.unet.config.in_channels
+        channels = pipeline.image_shape[0]
         self.stroke_images = channels == 1 if stroke_images is None else stroke_images
         if self.stroke_images and channels != 1:
-            raise ValueError(f"stroke_images needs a one-channel UNet; this one has {channels} channels.")
+            raise ValueError(f"stroke_images needs one-channel images; this pipeline takes {channels} channels.")
         self.display_size = display_size
         self._inversions: OrderedDict[str, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
 
     @property
     def sample_size(self) -> int:
-        size = self.pipeline.unet.config.sample_size
-        return size if isinstance(size, int) else size[0]
+        """The side of the pictures the pipeline takes (its pixel images, for a latent pipeline too)."""
+        return self.pipeline.image_shape[1]
 
     def prepare(self, image: PIL.Image.Image | None) -> PIL.Image.Image:
         """The picture as the model sees it (`sample_size` square), or a `ValueError` saying what is wrong with it."""

@@ -69,7 +69,7 @@ def reference_images(playground: PDAEPlayground, args: argparse.Namespace) -> to
     if args.attribute_images is not None:
         pictures = [playground.prepare(PIL.Image.open(path)) for path in image_files(args.attribute_images)]
         return playground.pipeline.prepare_images(pictures).cpu()
-    if playground.pipeline.unet.config.in_channels != 1:
+    if playground.pipeline.image_shape[0] != 1:
         return None
     _, labels = load_mnist_arrays("train")  # sorted by digit: take every class alike
     indices = stratified_indices(labels, args.num_reference_images)

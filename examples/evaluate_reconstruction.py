@@ -50,15 +50,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def load_images(args, pipeline: PDAEPipeline) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The evaluation images as the pipeline's inputs `(N, C, H, W)` and their labels `(N,)` (or None)."""
-    size = pipeline.unet.config.sample_size
+    channels, size, _ = pipeline.image_shape  # the pixel images (of a latent pipeline too)
     if args.dataset_name is None and args.train_data_dir is None:
         return load_mnist_tensors("test", size=size)
     raw = load_image_dataset(
         args.dataset_name, args.dataset_config_name, args.train_data_dir, args.cache_dir, args.split
     )
-    dataset = ImageFileDataset(
-        raw, args.image_column, pipeline.unet.config.in_channels, size, label_column=args.label_column
-    )
+    dataset = ImageFileDataset(raw, args.image_column, channels, size, label_column=args.label_column)
     count = min(len(dataset), max(args.num_images, args.num_probe_images if args.label_column else 0))
     items = [dataset[int(i)] for i in np.linspace(0, len(dataset) - 1, count).astype(int)]
     images = torch.stack([item["pixel_values"] for item in items])

@@ -1,32 +1,45 @@
-"""Pre-train a small unconditional DDPM (UNet2DModel + DDPMScheduler) to serve as PDAE's frozen DPM.
+"""Pre-train a small unconditional DDPM (UNet2DModel + DDPMScheduler) to serve as PDAE's frozen DPM, on images or, as
+a latent diffusion model, on the latents of a frozen autoencoder.
 
     accelerate launch examples/train_dpm.py --output_dir ddpm-mnist --max_train_steps 20000 --use_ema
+    accelerate launch examples/train_dpm.py --pretrained_vae_model_name_or_path vq-mnist --output_dir ldm-mnist
 
 Flags follow diffusers' `examples/unconditional_image_generation/train_unconditional.py`. Without --dataset_name or
 --train_data_dir it trains on the bundled MNIST "train" split (offline). The output folder is an ordinary diffusers
-`DDPMPipeline`.
+`DDPMPipeline`; with --pretrained_vae_model_name_or_path (the flag of diffusers' text-to-image training scripts) an
+`LDMPipeline` (`vqvae`, `unet`, `scheduler`: a DDIMScheduler without clipping), whose UNet denoises the autoencoder's
+latents, encoded on the fly (an AutoencoderKL's posterior sampled), while --resolution stays the pixel size.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import inspect
 import json
 import os
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
+from diffusers import DDIMScheduler, DDPMPipeline, DDPMScheduler, LDMPipeline, UNet2DModel
 
-from diffusers_pdae.data import image_geometry, load_image_dataset, load_training_dataset
+from diffusers_pdae.data import dataset_size, image_geometry, load_image_dataset, load_training_dataset
 from diffusers_pdae.image_utils import make_grid
+from diffusers_pdae.latent_space import downsampling_factor
 from diffusers_pdae.training import (
     TrainingRun,
     add_data_args,
     add_optimization_args,
     add_output_args,
+    add_streaming_args,
     dpm_model_card,
+    encode_batch,
     finalize_args,
+    freeze,
+    latent_unet_geometry,
+    ldm_model_card,
+    load_autoencoder,
     make_parser,
     positive_int,
     sample_noise_and_timesteps,
@@ -55,9 +68,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="A UNet2DModel config (folder or JSON file, e.g. docs/configs/unet-rgb-32.json); without it the bundled "
         "MNIST layout, with the channels and size of the training images.",
     )
+    parser.add_argument(
+        "--pretrained_vae_model_name_or_path",
+        type=str,
+        default=None,
+        help="Train a latent diffusion model on the latents of this frozen autoencoder: a VQModel or AutoencoderKL "
+        "folder or Hub id (e.g. from examples/train_autoencoder.py), or an LDM pipeline folder with vqvae/ or vae/. "
+        "--resolution stays the pixel size; the output is an LDMPipeline.",
+    )
     parser.add_argument("--ddpm_num_steps", type=positive_int, default=1000, help="Training timesteps T.")
     parser.add_argument(
-        "--ddpm_num_inference_steps", type=positive_int, default=1000, help="DDPM steps of the sample grids."
+        "--ddpm_num_inference_steps",
+        type=positive_int,
+        default=1000,
+        help="Steps of the sample grids (DDPM steps; DDIM steps for a latent diffusion model).",
     )
     parser.add_argument("--ddpm_beta_schedule", type=str, default="linear", help="diffusers' beta schedule.")
     parser.add_argument("--eval_batch_size", type=positive_int, default=16, help="Samples in each sample grid.")
@@ -69,25 +93,41 @@ def build_parser() -> argparse.ArgumentParser:
         "compare conditional and unconditional diffusion losses.",
     )
     add_data_args(parser)
+    add_streaming_args(parser)
     add_optimization_args(parser, learning_rate=2e-4)
     add_output_args(parser, output_dir="ddpm-model")
     return parser
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    return finalize_args(build_parser().parse_args(argv))
+    args = finalize_args(build_parser().parse_args(argv))
+    if args.pretrained_vae_model_name_or_path is not None and args.num_class_embeds is not None:
+        raise ValueError(
+            "--num_class_embeds cannot be combined with --pretrained_vae_model_name_or_path: diffusers' LDMPipeline "
+            "samples unconditionally."
+        )
+    return args
 
 
 # The bundled layout's UNet halves the image twice: sizes must be multiples of 4, and it is meant for small images.
 LARGEST_DEFAULT_SIZE = 64
 
 
+def image_geometry_of(args) -> tuple[int, int]:
+    """`(channels, shorter side)` of the training images (the bundled MNIST: 1 and 32)."""
+    if args.dataset_name is None and args.train_data_dir is None:
+        return 1, MNIST_UNET_CONFIG["sample_size"]
+    raw = load_image_dataset(
+        args.dataset_name, args.dataset_config_name, args.train_data_dir, args.cache_dir, streaming=args.streaming
+    )
+    return image_geometry(raw, args.image_column)
+
+
 def data_geometry(args) -> tuple[int, int]:
     """`(channels, sample size)` for the default layout, from the training images (or refuse, naming the flag)."""
     if args.dataset_name is None and args.train_data_dir is None:
         return 1, args.resolution or MNIST_UNET_CONFIG["sample_size"]
-    raw = load_image_dataset(args.dataset_name, args.dataset_config_name, args.train_data_dir, args.cache_dir)
-    channels, side = image_geometry(raw, args.image_column)
+    channels, side = image_geometry_of(args)
     size = args.resolution or side
     if size % 4 or size > LARGEST_DEFAULT_SIZE:
         raise ValueError(
@@ -98,20 +138,55 @@ def data_geometry(args) -> tuple[int, int]:
     return channels, size
 
 
-def build_unet(args) -> UNet2DModel:
+def unet_layout(args) -> dict:
+    """The UNet config of --model_config_name_or_path (a JSON file or a folder), or the bundled MNIST layout."""
     if args.model_config_name_or_path is None:
-        channels, size = data_geometry(args)
-        config = {**MNIST_UNET_CONFIG, "in_channels": channels, "out_channels": channels, "sample_size": size}
-    elif os.path.isfile(args.model_config_name_or_path):
+        return dict(MNIST_UNET_CONFIG)
+    if os.path.isfile(args.model_config_name_or_path):
         with open(args.model_config_name_or_path) as f:
-            config = json.load(f)
+            return json.load(f)
+    return dict(UNet2DModel.load_config(args.model_config_name_or_path))
+
+
+def latent_sample_size(args, config: dict, vae) -> int:
+    """The UNet's sample size on `vae`'s latents, with `args.resolution` set to the pixel size: --resolution, or the
+    given layout's sample size times the downsampling, or the training images' size (or refuse, naming the flag)."""
+    given = args.model_config_name_or_path is not None
+    if args.resolution is None and given and config.get("sample_size") is None:
+        raise ValueError("The UNet config of --model_config_name_or_path has no sample_size: pass --resolution.")
+    if args.resolution is None:
+        args.resolution = config["sample_size"] * downsampling_factor(vae) if given else image_geometry_of(args)[1]
+    defaults = inspect.signature(UNet2DModel.__init__).parameters
+    channels = tuple(config.get(key, defaults[key].default) for key in ("in_channels", "out_channels"))
+    size = latent_unet_geometry(vae, args.resolution, channels if given else None)
+    if not given and (size % 4 or size > LARGEST_DEFAULT_SIZE):
+        raise ValueError(
+            f"The latents of {args.resolution}-px images are {size}x{size}; the default UNet layout needs a latent "
+            f"size that is a multiple of 4 and at most {LARGEST_DEFAULT_SIZE}. Pass --resolution (e.g. "
+            f"{8 * downsampling_factor(vae)}), or --model_config_name_or_path for a larger UNet."
+        )
+    return size
+
+
+def unet_config(args, vae=None) -> dict:
+    """The config of the UNet to train, on the training images or on `vae`'s latents, checked before any work; sets
+    `args.resolution` to the pixel size."""
+    config = unet_layout(args)
+    default_layout = args.model_config_name_or_path is None
+    if vae is not None:
+        config["sample_size"] = latent_sample_size(args, config, vae)
+        if default_layout:
+            config.update(in_channels=vae.config.latent_channels, out_channels=vae.config.latent_channels)
     else:
-        config = UNet2DModel.load_config(args.model_config_name_or_path)
-    if args.resolution is not None:
-        config["sample_size"] = args.resolution
+        if default_layout:
+            channels, size = data_geometry(args)
+            config.update(in_channels=channels, out_channels=channels, sample_size=size)
+        if args.resolution is not None:
+            config["sample_size"] = args.resolution
+        args.resolution = config.get("sample_size")
     if args.num_class_embeds is not None:
         config["num_class_embeds"] = args.num_class_embeds
-    return UNet2DModel.from_config(config)
+    return config
 
 
 @torch.no_grad()
@@ -131,28 +206,46 @@ def sample_class_conditional(unet: UNet2DModel, noise_scheduler: DDPMScheduler, 
 
 def main(argv=None):
     args = parse_args(argv)
+    vae_path = args.pretrained_vae_model_name_or_path
+    vae = None if vae_path is None else freeze(load_autoencoder(vae_path))
+    config = unet_config(args, vae)
     run = TrainingRun(args, "train_dpm")
 
-    unet = build_unet(args)
-    args.resolution = unet.config.sample_size
-    noise_scheduler = DDPMScheduler(num_train_timesteps=args.ddpm_num_steps, beta_schedule=args.ddpm_beta_schedule)
+    unet = UNet2DModel.from_config(config)
+    # An LDM's latents are not bounded to [-1, 1]: its schedulers must not clip them (as CompVis/ldm-celebahq-256's)
+    latent_options = {} if vae is None else {"clip_sample": False}
+    noise_scheduler = DDPMScheduler(
+        num_train_timesteps=args.ddpm_num_steps, beta_schedule=args.ddpm_beta_schedule, **latent_options
+    )
     dataset = load_training_dataset(
         args.dataset_name, args.dataset_config_name, args.train_data_dir, args.image_column,
-        unet.config.in_channels, args.resolution, args.center_crop, args.random_flip, args.cache_dir,
-        check_images=not args.skip_image_check,
+        unet.config.in_channels if vae is None else vae.config.in_channels, args.resolution, args.center_crop,
+        args.random_flip, args.cache_dir, check_images=not args.skip_image_check, streaming=args.streaming,
     )  # fmt: skip
-    unet = run.prepare({"unet": unet}, dataset, "ddpm", noise_scheduler)
+    latent_shape = (unet.config.in_channels, unet.config.sample_size, unet.config.sample_size)
+    if vae is not None:
+        run.prepare_frozen(vae)
+    unet = run.prepare({"unet": unet}, dataset, "ddpm" if vae is None else "ldm", noise_scheduler, vae_path)
 
     def compute_loss(batch):
         clean_images = batch["pixel_values"]
+        if vae is not None:
+            clean_images = encode_batch(vae, clean_images, run.noise_generator)
         noise, timesteps = sample_noise_and_timesteps(clean_images, args.ddpm_num_steps, run.noise_generator)
         noisy_images = noise_scheduler.add_noise(clean_images, noise, timesteps)
         class_labels = batch["class_labels"] if args.num_class_embeds is not None else None
         noise_pred = unet(noisy_images, timesteps, class_labels=class_labels).sample
         return F.mse_loss(noise_pred.float(), noise.float(), reduction="none").mean(dim=(1, 2, 3))
 
-    def final_pipeline() -> DDPMPipeline:
-        return DDPMPipeline(unet=run.final_model("unet"), scheduler=noise_scheduler)
+    released_vae = []
+
+    def final_pipeline() -> DDPMPipeline | LDMPipeline:
+        if vae is None:
+            return DDPMPipeline(unet=run.final_model("unet"), scheduler=noise_scheduler)
+        if not released_vae:  # the source weights in float32, not the training copy in the run's weight dtype
+            released_vae.append(load_autoencoder(vae_path).to(run.accelerator.device))
+        scheduler = DDIMScheduler.from_config(noise_scheduler.config, clip_sample=False)
+        return LDMPipeline(vqvae=released_vae[0], unet=run.final_model("unet"), scheduler=scheduler)
 
     last_grid = {}
 
@@ -180,11 +273,14 @@ def main(argv=None):
         if not last_epoch and run.accelerator.is_main_process and (epoch + 1) % args.save_images_epochs == 0:
             save_samples(global_step)
 
-    loop = run.train(compute_loss, len(dataset), on_epoch_end=on_epoch_end, save_pipeline=final_pipeline)
+    loop = run.train(compute_loss, dataset_size(dataset), on_epoch_end=on_epoch_end, save_pipeline=final_pipeline)
     run.save_pipeline(final_pipeline)  # before sampling, which can take long on a CPU
     if run.accelerator.is_main_process:
         save_samples(loop.global_step)
-    run.release(dpm_model_card, grid_source=last_grid.get("path"), card_image="samples.png")
+    card = dpm_model_card
+    if vae is not None:
+        card = functools.partial(ldm_model_card, class_name=type(vae).__name__, latent_shape=latent_shape)
+    run.release(card, grid_source=last_grid.get("path"), card_image="samples.png")
 
 
 if __name__ == "__main__":

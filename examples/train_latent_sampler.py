@@ -116,12 +116,12 @@ def main(argv=None):
 
     base = PDAEPipeline.from_pretrained(args.pretrained_model_name_or_path).to(run.accelerator.device)
     base.set_progress_bar_config(disable=True)
-    size = base.unet.config.sample_size
+    channels, size, _ = base.image_shape  # the pixel images (of a latent pipeline too)
     if args.resolution not in (None, size):
-        raise ValueError(f"--resolution {args.resolution} differs from the pipeline's sample_size {size}.")
+        raise ValueError(f"--resolution {args.resolution} differs from the size of the pipeline's images, {size}.")
     dataset = load_training_dataset(
         args.dataset_name, args.dataset_config_name, args.train_data_dir, args.image_column,
-        base.unet.config.in_channels, size, True, False, args.cache_dir, check_images=not args.skip_image_check,
+        channels, size, True, False, args.cache_dir, check_images=not args.skip_image_check,
     )  # fmt: skip
     codes = encode_dataset(base, dataset, args.encode_batch_size, not run.accelerator.is_local_main_process)
     if len(codes) < 2:

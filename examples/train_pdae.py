@@ -6,6 +6,10 @@ Flags follow diffusers' `examples/unconditional_image_generation/train_unconditi
 --pretrained_model_name_or_path it trains on the bundled MNIST DPM; without --dataset_name or --train_data_dir on the
 bundled MNIST "train" split (offline). Only the encoder and G are optimised; the
 UNet stays frozen in the weight dtype. The output folder is a complete `PDAEPipeline`.
+
+A latent DPM (an `LDMPipeline` folder or Hub id: `unet`, `vqvae` or `vae`, `scheduler`) is trained in its latent
+space: the frozen autoencoder encodes each batch, the UNet and G work on the latents, the encoder reads the pixel
+images (--resolution is their size), and the released pipeline carries the autoencoder as its `vae`.
 """
 
 from __future__ import annotations
@@ -19,8 +23,10 @@ from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
 import diffusers_pdae  # noqa: F401  (registers the PDAE classes for saving/loading)
 from diffusers_pdae import GradientEstimator, PDAEPipeline, load_encoder
 from diffusers_pdae.bundled import checkpoint_path
-from diffusers_pdae.data import HeldOut, load_training_dataset, validation_images
+from diffusers_pdae.data import HeldOut, dataset_size, load_training_dataset, validation_images
+from diffusers_pdae.data.latent_cache import CachedLatentDataset
 from diffusers_pdae.image_utils import labelled_rows
+from diffusers_pdae.latent_space import downsampling_factor
 from diffusers_pdae.models.encoders import EncoderModel
 from diffusers_pdae.models.gradient_estimator import noise_schedule_of
 from diffusers_pdae.training import (
@@ -29,10 +35,13 @@ from diffusers_pdae.training import (
     add_encoder_args,
     add_optimization_args,
     add_output_args,
+    add_streaming_args,
     build_encoder,
     check_encoder_args,
+    clean_samples,
     finalize_args,
     finite_float,
+    load_frozen_autoencoder,
     load_frozen_dpm,
     make_parser,
     pdae_model_card,
@@ -49,8 +58,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--pretrained_model_name_or_path",
         type=str,
         default=checkpoint_path("ddpm-mnist"),
-        help="A diffusers DDPM/DDIM pipeline folder or Hub id with `unet/` and `scheduler/` (default: the bundled "
-        "MNIST DPM).",
+        help="A diffusers DDPM/DDIM pipeline folder or Hub id with `unet/` and `scheduler/`, or a latent DPM's (an "
+        "LDMPipeline: also `vqvae/` or `vae/`) (default: the bundled MNIST DPM).",
+    )
+    parser.add_argument(
+        "--cache_latents",
+        action="store_true",
+        help="For a latent DPM: encode the training images with the frozen autoencoder once, before training, "
+        "instead of at every step (both orientations with --random_flip); needs --center_crop for image files.",
+    )
+    parser.add_argument(
+        "--vae_scaling_factor",
+        type=positive_float,
+        default=None,
+        help="For a latent DPM whose autoencoder config has no scaling_factor: the one its UNet was trained with "
+        "(1.0 for CompVis' VQ LDMs such as CompVis/ldm-celebahq-256).",
     )
     parser.add_argument("--latent_dim", type=positive_int, default=64, help="Width of the code z.")
     parser.add_argument(
@@ -70,6 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=positive_float,
         default=1.0,
         help="G's widths as a fraction of the UNet's (e.g. 0.5); not with --warm_start_from_unet.",
+    )
+    parser.add_argument(
+        "--gradient_checkpointing",
+        action="store_true",
+        help="Recompute the activations of G and the encoder in the backward pass instead of keeping them: less "
+        "memory for a slower step (docs/training.md, 'Memory: what fits where').",
     )
     parser.add_argument(
         "--init_from_pipeline",
@@ -96,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_encoder_args(parser)
     add_data_args(parser)
+    add_streaming_args(parser)
     add_optimization_args(parser, learning_rate=1e-4)
     add_output_args(parser, output_dir="pdae-model")
     return parser
@@ -104,6 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_args(argv=None) -> argparse.Namespace:
     args = finalize_args(build_parser().parse_args(argv))
     check_encoder_args(args)
+    if args.cache_latents and args.streaming:
+        raise ValueError("--cache_latents encodes the whole dataset before training; drop it with --streaming.")
     if args.init_from_pipeline is not None and args.encoder_type != "light":
         raise ValueError("--init_from_pipeline trains that pipeline's own encoder further; drop --encoder_type.")
     if args.init_from_pipeline is not None and (
@@ -120,10 +151,35 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+def check_image_geometry(args, unet: UNet2DModel, vae) -> None:
+    """--resolution is the size of the images the DPM makes: the UNet's samples, or for a latent DPM what its
+    autoencoder decodes them to (set it when not given; refuse another value naming the right one)."""
+    size = unet.config.sample_size if vae is None else unet.config.sample_size * downsampling_factor(vae)
+    what = "the UNet's sample_size" if vae is None else (
+        f"the UNet's sample_size {unet.config.sample_size} times the autoencoder's downsampling factor "
+        f"{downsampling_factor(vae)}: a latent DPM's --resolution is its pixel size"
+    )  # fmt: skip
+    for flag in ("vae_scaling_factor", "cache_latents"):
+        if getattr(args, flag) not in (None, False) and vae is None:
+            raise ValueError(f"--{flag} applies to a latent DPM (a folder with vqvae/ or vae/); drop it.")
+    if args.cache_latents and not args.center_crop and (args.train_data_dir or args.dataset_name):
+        raise ValueError(
+            "--cache_latents encodes each image once, which random crops would change every epoch: add --center_crop."
+        )
+    args.resolution = args.resolution or size
+    if args.resolution != size:
+        raise ValueError(
+            f"--resolution {args.resolution} does not fit the pre-trained DPM: pass --resolution {size} ({what}); "
+            "PDAE trains at the resolution of the DPM."
+        )
+    args.autoencoder = None if vae is None else type(vae).__name__  # recorded in training_info.json and the card
+
+
 def build_trainable_models(
-    args, unet: UNet2DModel, noise_scheduler: DDPMScheduler
+    args, unet: UNet2DModel, noise_scheduler: DDPMScheduler, image_channels: int
 ) -> tuple[EncoderModel, GradientEstimator]:
-    """A fresh encoder and G for `unet`, or the ones of --init_from_pipeline (checked against `unet`)."""
+    """A fresh encoder (of `image_channels`-channel images at --resolution) and G for `unet`, or the ones of
+    --init_from_pipeline (checked against `unet`)."""
     if args.init_from_pipeline is not None:
         encoder = load_encoder(args.init_from_pipeline, subfolder="encoder")
         gradient_estimator = GradientEstimator.from_pretrained(args.init_from_pipeline, subfolder="gradient_estimator")
@@ -131,7 +187,7 @@ def build_trainable_models(
         gradient_estimator.check_schedule(noise_scheduler)
         gradient_estimator.register_to_config(train_noise_schedule=noise_schedule_of(noise_scheduler))
     else:
-        encoder = build_encoder(args, unet)
+        encoder = build_encoder(args, unet, (image_channels, args.resolution))
         gradient_estimator = GradientEstimator.from_unet(
             unet,
             latent_dim=args.latent_dim,
@@ -144,6 +200,9 @@ def build_trainable_models(
     # frozen by --freeze_encoder_backbone stays frozen: PDAETransformersEncoder.requires_grad_ keeps it so).
     encoder.requires_grad_(True)
     gradient_estimator.requires_grad_(True)
+    if args.gradient_checkpointing:  # diffusers' runtime setting: neither config nor weights change
+        for model in (encoder, gradient_estimator):
+            model.enable_gradient_checkpointing()
     return encoder.train(), gradient_estimator.train()
 
 
@@ -152,24 +211,25 @@ def main(argv=None):
     run = TrainingRun(args, "train_pdae")
 
     unet, noise_scheduler = load_frozen_dpm(args.pretrained_model_name_or_path)
-    run.prepare_frozen(unet)
-    args.resolution = args.resolution or unet.config.sample_size
-    if args.resolution != unet.config.sample_size:
-        raise ValueError(
-            f"--resolution {args.resolution} differs from the UNet's sample_size {unet.config.sample_size}; PDAE "
-            "trains at the resolution of the pre-trained DPM."
-        )
+    vae = load_frozen_autoencoder(args.pretrained_model_name_or_path, args.vae_scaling_factor)
+    check_image_geometry(args, unet, vae)
+    for model in (unet, vae):
+        if model is not None:
+            run.prepare_frozen(model)
 
-    encoder, gradient_estimator = build_trainable_models(args, unet, noise_scheduler)
+    image_channels = unet.config.in_channels if vae is None else vae.config.in_channels
+    encoder, gradient_estimator = build_trainable_models(args, unet, noise_scheduler, image_channels)
+    reads_pixels = vae is not None and encoder.config.sample_size == args.resolution
 
-    def images_from(train_data_dir: str | None, dataset_name: str | None = None):
+    def images_from(train_data_dir: str | None, dataset_name: str | None = None, random_flip: bool = False, **kw):
         return load_training_dataset(
             dataset_name, args.dataset_config_name, train_data_dir, args.image_column,
-            unet.config.in_channels, args.resolution, args.center_crop, args.random_flip, args.cache_dir,
-            check_images=not args.skip_image_check,
+            image_channels, args.resolution, args.center_crop, random_flip, args.cache_dir,
+            check_images=not args.skip_image_check, **kw,
         )  # fmt: skip
 
-    dataset = images_from(args.train_data_dir, args.dataset_name)
+    random_flip = args.random_flip and not args.cache_latents
+    dataset = images_from(args.train_data_dir, args.dataset_name, random_flip, streaming=args.streaming)
     if args.validation_data_dir is not None:
         validation_set = images_from(args.validation_data_dir)
         held_out = HeldOut(
@@ -178,36 +238,42 @@ def main(argv=None):
         held_out_text = f"{len(held_out.images)} images of --validation_data_dir (nothing taken from training)"
     else:
         held_out = validation_images(dataset, args.num_validation_images)
-        held_out_text = f"{len(held_out.images)} of the {len(dataset)} training images (--num_validation_images)"
+        held_out_text = f"{held_out.source} (--num_validation_images)"
+    train_dataset = held_out.train_dataset
+    if args.cache_latents:
+        show = run.accelerator.is_local_main_process
+        train_dataset = CachedLatentDataset(train_dataset, vae, args.random_flip, show_progress=show)
     encoder, gradient_estimator = run.prepare(
-        {"encoder": encoder, "gradient_estimator": gradient_estimator}, held_out.train_dataset, "pdae",
+        {"encoder": encoder, "gradient_estimator": gradient_estimator}, train_dataset, "pdae",
         noise_scheduler, args.pretrained_model_name_or_path,
     )  # fmt: skip
 
     def compute_loss(batch):
-        clean_images = batch["pixel_values"]
+        images = batch["pixel_values"]
+        clean = clean_samples(batch, vae, run.noise_generator)  # a latent DPM's x_0: the autoencoder's latents
         noise, timesteps = sample_noise_and_timesteps(
-            clean_images, noise_scheduler.config.num_train_timesteps, run.noise_generator
+            clean, noise_scheduler.config.num_train_timesteps, run.noise_generator
         )
         return pdae_training_loss(
-            unet, encoder, gradient_estimator, noise_scheduler, clean_images, noise, timesteps, args.lambda_gamma
-        )
+            unet, encoder, gradient_estimator, noise_scheduler, clean, noise, timesteps, args.lambda_gamma,
+            encoder_input=images if reads_pixels else None,
+        )  # fmt: skip
 
-    def build_pipeline() -> PDAEPipeline:
+    def build_pipeline(frozen: tuple = (unet, vae)) -> PDAEPipeline:
         scheduler = DDIMScheduler.from_config(noise_scheduler.config, clip_sample=False)
         final_encoder, final_estimator = run.final_model("encoder"), run.final_model("gradient_estimator")
-        pipeline = PDAEPipeline(unet, scheduler, final_encoder.eval(), final_estimator.eval())
+        pipeline = PDAEPipeline(frozen[0], scheduler, final_encoder.eval(), final_estimator.eval(), vae=frozen[1])
         pipeline.set_progress_bar_config(disable=True)
         return pipeline
 
     def release_pipeline() -> PDAEPipeline:
-        pipeline = build_pipeline()
-        if pipeline.unet.dtype == torch.float32:
-            return pipeline
-        # The frozen UNet ran in the weight dtype (bf16/fp16): release the pre-trained weights themselves, not their
-        # rounding, and leave the training copy as it is.
+        if unet.dtype == torch.float32:
+            return build_pipeline()
+        # The frozen models ran in the weight dtype (bf16/fp16): release the pre-trained weights themselves, not
+        # their rounding, and leave the training copies as they are.
         original_unet, _ = load_frozen_dpm(args.pretrained_model_name_or_path)
-        return PDAEPipeline(original_unet, pipeline.scheduler, pipeline.encoder, pipeline.gradient_estimator)
+        original_vae = load_frozen_autoencoder(args.pretrained_model_name_or_path, args.vae_scaling_factor)
+        return build_pipeline((original_unet, original_vae))
 
     def measure(global_step: int) -> tuple[dict, PIL.Image.Image]:
         pipeline = build_pipeline()
@@ -229,7 +295,7 @@ def main(argv=None):
 
     validation = run.periodic_validation(measure, "reconstructions", f"{len(held_out.images)} held-out images")
     run.train(
-        compute_loss, len(held_out.train_dataset), held_out_text, validation=validation,
+        compute_loss, dataset_size(held_out.train_dataset), held_out_text, validation=validation,
         save_pipeline=release_pipeline,
     )  # fmt: skip
     run.finish(release_pipeline, pdae_model_card, validation)

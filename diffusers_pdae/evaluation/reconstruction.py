@@ -1,4 +1,5 @@
-"""Autoencoding fidelity: PDAE with inferred x_T, PDAE from z alone, plain DDIM inversion of the DPM, the DPM alone.
+"""Autoencoding fidelity: PDAE with inferred x_T, PDAE from z alone, plain DDIM inversion of the DPM, the DPM alone,
+and for a latent DPM its autoencoder alone (the ceiling every other kind is bounded by).
 
 Every kind decodes deterministically (DDIM, eta = 0, `clip_sample=False`) with the same number of steps T as its
 inversion; the random x_T is one seeded draw per digit shared by every T and by both kinds that use it.
@@ -9,6 +10,7 @@ from __future__ import annotations
 import torch
 from tqdm.auto import tqdm
 
+from ..latent_space import decode_latents, encode_images
 from ..pipelines import PDAEPipeline
 from .metrics import mse, psnr, ssim
 
@@ -18,6 +20,8 @@ RECONSTRUCTION_KINDS = {
     "ddim_inversion": "DDIM inversion of the DPM, no z",
     "dpm_random_xT": "DPM alone, random x_T",
 }
+# A latent pipeline's ceiling: its autoencoder's own reconstruction (encode, decode), which no x_T can beat.
+AUTOENCODER_KIND = {"autoencoder": "autoencoder alone (the ceiling)"}
 
 
 @torch.no_grad()
@@ -27,10 +31,11 @@ def reconstruct_every_kind(
     """Reconstructions of images `(B, C, H, W)` in [-1, 1] by every kind of `RECONSTRUCTION_KINDS`.
 
     Args:
-        noise (`torch.Tensor` of shape `(B, C, H, W)`): the random x_T of the "random" kinds.
+        noise (`torch.Tensor` of shape `(B, *pipeline.sample_shape)`): the random x_T of the "random" kinds (the
+            diffusion latents of a latent pipeline).
 
     Returns:
-        `{kind: (B, C, H, W) in [0, 1]}`.
+        `{kind: (B, C, H, W) in [0, 1]}`, with the `"autoencoder"` ceiling too for a latent pipeline.
     """
     steps = num_inference_steps
     codes = pipeline.encode(images)
@@ -40,10 +45,14 @@ def reconstruct_every_kind(
         "ddim_inversion": (pipeline.invert(images, num_inference_steps=steps, apply_shift=False), None),
         "dpm_random_xT": (noise, None),
     }
-    return {
+    outputs = {
         kind: pipeline.decode(x_T, z, steps, output_type="pt").images.float().cpu()
         for kind, (x_T, z) in latents.items()
     }
+    if getattr(pipeline, "vae", None) is not None:
+        pixels = decode_latents(pipeline.vae, encode_images(pipeline.vae, images.to(pipeline.vae.dtype)))
+        outputs["autoencoder"] = (pixels.float().cpu() / 2 + 0.5).clamp(0, 1)
+    return outputs
 
 
 def image_scores(images: torch.Tensor, references: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -82,21 +91,20 @@ def reconstruction_study(
         `examples[T]["original"]`).
     """
     generator = torch.Generator().manual_seed(seed)
-    noise = torch.randn(images.shape, generator=generator)
+    noise = torch.randn((len(images), *pipeline.sample_shape), generator=generator)  # x_T (latents of a latent DPM)
     device = pipeline._execution_device
     figures, examples = {}, {}
     progress = tqdm(total=len(steps) * len(images), desc="reconstruction", leave=False)
     for num_steps in steps:
-        per_image = {kind: {"mse": [], "psnr": [], "ssim": []} for kind in RECONSTRUCTION_KINDS}
-        kept = {kind: [] for kind in RECONSTRUCTION_KINDS}
+        per_image, kept = {}, {}
         for start in range(0, len(images), batch_size):
             batch = images[start : start + batch_size].to(device)
             references = (batch.float().cpu() / 2 + 0.5).clamp(0, 1)
             outputs = reconstruct_every_kind(pipeline, batch, noise[start : start + batch_size].to(device), num_steps)
             for kind, reconstructed in outputs.items():
                 for metric, values in image_scores(reconstructed, references).items():
-                    per_image[kind][metric].append(values)
-                kept[kind].append(reconstructed)
+                    per_image.setdefault(kind, {}).setdefault(metric, []).append(values)
+                kept.setdefault(kind, []).append(reconstructed)
             progress.update(len(batch))
         figures[str(num_steps)] = {
             kind: {metric: summarise(torch.cat(values)) for metric, values in metrics.items()}
@@ -114,8 +122,8 @@ def format_reconstruction_table(figures: dict) -> str:
     for steps, kinds in figures.items():
         for kind, scores in kinds.items():
             psnr_text = f"{scores['psnr']['mean']:.2f} +- {scores['psnr']['sem']:.2f}"
+            name = {**RECONSTRUCTION_KINDS, **AUTOENCODER_KIND}[kind]
             lines.append(
-                f"{steps:>4}  {RECONSTRUCTION_KINDS[kind]:<34}{scores['mse']['mean']:>10.6f}{psnr_text:>16}"
-                f"{scores['ssim']['mean']:>8.3f}"
+                f"{steps:>4}  {name:<34}{scores['mse']['mean']:>10.6f}{psnr_text:>16}{scores['ssim']['mean']:>8.3f}"
             )
     return "\n".join(lines)

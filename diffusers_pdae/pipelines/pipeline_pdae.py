@@ -78,7 +78,8 @@ class PDAEPipeline(SavesCodeMixin, CodeSpaceMixin, ImageAutoencoderPipelineMixin
     """
 
     # The UNet and G take turns at every denoising step: chaining G after the UNet would move the UNet off and on
-    # the device every step. So G stays on the device and only the encoder and the UNet are offloaded in turn.
+    # the device every step. So G stays on the device and only the encoder and the UNet are offloaded in turn. The
+    # autoencoder comes first: it encodes the pixels before the loop, and the encoder moves it off before the loop.
     model_cpu_offload_seq = "vae->encoder->latent_sampler->unet"
     _exclude_from_cpu_offload = ["gradient_estimator"]
     _optional_components = ["latent_sampler", "latent_scheduler", "vae"]

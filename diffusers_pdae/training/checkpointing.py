@@ -50,6 +50,15 @@ def write_run_flags(folder: str, flags: dict) -> None:
         json.dump(flags, f, indent=2, sort_keys=True, default=str)
 
 
+def read_run_flags(folder: str) -> dict:
+    """The flags recorded in a checkpoint by [`write_run_flags`] (empty for checkpoints written before)."""
+    path = os.path.join(folder, RUN_FLAGS_FILE)
+    if not os.path.isfile(path):
+        return {}
+    with open(path) as f:
+        return json.load(f)
+
+
 def check_resume(path: str, flags: dict, max_train_steps: int | None) -> None:
     """Before anything is built: `path` is a checkpoint folder itself, the resumed run trains what the checkpoint's
     run trained (its flags, but for `FLAGS_A_RESUME_MAY_CHANGE`), and it does not end before the checkpoint's step.
@@ -68,11 +77,8 @@ def check_resume(path: str, flags: dict, max_train_steps: int | None) -> None:
             f"{path} is at step {step}, past --max_train_steps {max_train_steps}: resuming would train nothing and "
             f"release that run's weights under this run's flags. Pass --max_train_steps above {step} to train further."
         )
+    recorded = read_run_flags(path)
     recorded_path = os.path.join(path, RUN_FLAGS_FILE)
-    if not os.path.isfile(recorded_path):
-        return  # written before flags were recorded
-    with open(recorded_path) as f:
-        recorded = json.load(f)
     now = json.loads(json.dumps(flags, default=str))
     changed = [
         f"--{name} {now.get(name)!r} (the run's: {value!r})"

@@ -138,9 +138,13 @@ def light_encoder_for(unet: UNet2DModel, latent_dim: int) -> PDAEEncoder:
     )
 
 
-def build_encoder(args: argparse.Namespace, unet: UNet2DModel) -> EncoderModel:
-    """A fresh encoder of the design `args` asks for, for `unet`'s image channels and size."""
-    size = {"in_channels": unet.config.in_channels, "sample_size": unet.config.sample_size}
+def build_encoder(
+    args: argparse.Namespace, unet: UNet2DModel, image_geometry: tuple[int, int] | None = None
+) -> EncoderModel:
+    """A fresh encoder of the design `args` asks for, for `unet`'s samples, or for the images of `image_geometry`
+    `(channels, size)` (a latent DPM's pixel images)."""
+    channels, sample_size = image_geometry or (unet.config.in_channels, unet.config.sample_size)
+    size = {"in_channels": channels, "sample_size": sample_size}
     if args.encoder_type == "light":
         return PDAEEncoder(
             **size,
@@ -149,6 +153,11 @@ def build_encoder(args: argparse.Namespace, unet: UNet2DModel) -> EncoderModel:
             norm_num_groups=args.encoder_norm_num_groups,
         )
     if args.encoder_type == "residual":
+        if (channels, sample_size) != (unet.config.in_channels, unet.config.sample_size):
+            raise ValueError(
+                "--encoder_type residual is shaped like the UNet's down half, which reads a latent DPM's latents, "
+                "not its pixel images; use --encoder_type light or transformers with a latent DPM."
+            )
         overrides = {
             key: value
             for key, value in (

@@ -11,13 +11,15 @@ from __future__ import annotations
 import json
 import os
 
-from diffusers import DDIMScheduler, DDPMPipeline, DDPMScheduler, DiffusionPipeline, UNet2DModel
+from diffusers import DDIMScheduler, DDPMPipeline, DDPMScheduler, DiffusionPipeline, LDMPipeline, UNet2DModel
 
 from ..models.encoders import load_encoder
 from ..models.gradient_estimator import GradientEstimator
 from ..models.latent_sampler import LatentSampler
 from ..pipelines import PDAEPipeline
-from .checkpointing import PIPELINE_FILE
+from .autoencoders import load_autoencoder
+from .checkpointing import PIPELINE_FILE, read_run_flags
+from .objective import load_frozen_autoencoder
 
 
 def _weights(folder: str, name: str, use_ema: bool) -> str:
@@ -30,7 +32,7 @@ def export_checkpoint(checkpoint: str, output_dir: str, use_ema: bool = True) ->
 
     Args:
         checkpoint: a `checkpoint-<step>` folder written by `examples/train_pdae.py`, `examples/train_dpm.py`
-            or `examples/train_latent_sampler.py`.
+            (a DDPM or, with `--pretrained_vae_model_name_or_path`, an LDM) or `examples/train_latent_sampler.py`.
         output_dir: where the pipeline is saved (`from_pretrained` loads it).
         use_ema (`bool`, defaults to `True`): take the EMA weights when the run kept them (as the run's own final
             save does).
@@ -40,6 +42,8 @@ def export_checkpoint(checkpoint: str, output_dir: str, use_ema: bool = True) ->
 
     Raises:
         `FileNotFoundError`: if `checkpoint` lacks `pipeline.json` (written by checkpoints of this version).
+        `ValueError`: for a checkpoint of `examples/train_autoencoder.py`, whose release measures the latent scaling
+            factor on the training images: resume it instead (see the message).
     """
     description_path = os.path.join(checkpoint, PIPELINE_FILE)
     if not os.path.isfile(description_path):
@@ -52,6 +56,20 @@ def export_checkpoint(checkpoint: str, output_dir: str, use_ema: bool = True) ->
     if description["kind"] == "ddpm":
         unet = UNet2DModel.from_pretrained(checkpoint, subfolder=_weights(checkpoint, "unet", use_ema))
         pipeline = DDPMPipeline(unet=unet, scheduler=DDPMScheduler.from_pretrained(scheduler_folder))
+        pipeline.save_pretrained(output_dir)
+        return pipeline
+    if description["kind"] == "autoencoder":
+        raise ValueError(
+            f"{checkpoint} is a checkpoint of examples/train_autoencoder.py, whose release sets the latent scaling "
+            "factor from the training images: rerun that script with its flags, --resume_from_checkpoint "
+            f"{checkpoint} and --max_train_steps {os.path.basename(os.path.normpath(checkpoint)).split('-')[-1]}; it "
+            "trains no further and saves the model."
+        )
+    if description["kind"] == "ldm":
+        unet = UNet2DModel.from_pretrained(checkpoint, subfolder=_weights(checkpoint, "unet", use_ema))
+        scheduler = DDIMScheduler.from_pretrained(scheduler_folder, clip_sample=False)
+        vqvae = load_autoencoder(description["pretrained_model_name_or_path"])
+        pipeline = LDMPipeline(vqvae=vqvae, unet=unet, scheduler=scheduler)
         pipeline.save_pretrained(output_dir)
         return pipeline
     if description["kind"] == "latent_sampler":
@@ -68,13 +86,15 @@ def export_checkpoint(checkpoint: str, output_dir: str, use_ema: bool = True) ->
         )
         pipeline.save_pretrained(output_dir)
         return pipeline
+    dpm = description["pretrained_model_name_or_path"]
     pipeline = PDAEPipeline(
-        unet=UNet2DModel.from_pretrained(description["pretrained_model_name_or_path"], subfolder="unet"),
+        unet=UNet2DModel.from_pretrained(dpm, subfolder="unet"),
         scheduler=DDIMScheduler.from_pretrained(scheduler_folder, clip_sample=False),
         encoder=load_encoder(checkpoint, subfolder=_weights(checkpoint, "encoder", use_ema)),
         gradient_estimator=GradientEstimator.from_pretrained(
             checkpoint, subfolder=_weights(checkpoint, "gradient_estimator", use_ema)
         ),
+        vae=load_frozen_autoencoder(dpm, read_run_flags(checkpoint).get("vae_scaling_factor")),
     )
     pipeline.save_pretrained(output_dir)
     return pipeline

@@ -171,9 +171,7 @@ def usage_without_package(repo_id: str, example: str = USAGE_EXAMPLE) -> str:
     return f"""import torch
 from diffusers import DiffusionPipeline
 
-pipe = DiffusionPipeline.from_pretrained("{repo_id}", trust_remote_code=True)""" + (
-        example
-    )
+pipe = DiffusionPipeline.from_pretrained("{repo_id}", trust_remote_code=True)""" + (example)
 
 
 def _usage_section(repo_id: str, example: str) -> str:
@@ -207,11 +205,24 @@ def pdae_model_card(args, repo_id: str, metrics: dict, grid_file: str | None) ->
 A [PDAE](https://arxiv.org/abs/2212.12990) diffusion autoencoder (Zhang, Zhao & Lin, NeurIPS 2022; official code at
 github.com/ckczzj/PDAE) trained with diffusers_pdae `examples/train_pdae.py`. The pre-trained DPM
 `{dpm}` is frozen; only the encoder ({encoder_description(args)}; image -> z, {args.latent_dim} dims) and the
-gradient estimator G(x_t, z, t) were trained, on {dataset_description(args)}.
+gradient estimator G(x_t, z, t) were trained, on {dataset_description(args)}.{latent_description(args)}
 
 {_usage_section(repo_id, USAGE_EXAMPLE)}{grid}
 {_training_sections(args, metrics)}"""
     return _model_card(description, PDAE_TAGS, base_model=args.pretrained_model_name_or_path)
+
+
+def latent_description(args) -> str:
+    """For PDAE on a latent DPM: what runs in latent space and what the user sees."""
+    autoencoder = getattr(args, "autoencoder", None)
+    if autoencoder is None:
+        return ""
+    dpm = shown_name(args.pretrained_model_name_or_path)
+    return (
+        f"\n\n`{dpm}` is a latent diffusion model: its UNet, and G, work on the latents of its frozen "
+        f"`{autoencoder}`, which the pipeline carries as `vae`. The encoder reads the pixel images, and every "
+        'pipeline method takes and returns pixel images; `output_type="latent"` returns the diffusion latents.'
+    )
 
 
 def encoder_description(args) -> str:

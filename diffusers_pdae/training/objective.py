@@ -5,13 +5,16 @@ from __future__ import annotations
 import os
 
 import torch
-from diffusers import DDPMScheduler, UNet2DModel
+from diffusers import AutoencoderKL, DDPMScheduler, DiffusionPipeline, ModelMixin, UNet2DModel, VQModel
+from diffusers.utils.torch_utils import randn_tensor
 
+from ..latent_space import AUTOENCODER_COMPONENT_NAMES
 from ..models.encoders import EncoderModel
 from ..models.gradient_estimator import GradientEstimator
 from ..models.unet_features import check_unet_supported, unet_forward_with_features
 from ..pdae_math import noise_from_model_output, pdae_loss
 from ..sampling import check_scheduler
+from .autoencoders import encode_batch, load_autoencoder
 
 
 def sample_timesteps(
@@ -56,6 +59,57 @@ def load_frozen_dpm(pretrained_model_name_or_path: str) -> tuple[UNet2DModel, DD
     return freeze(unet), scheduler
 
 
+def clean_samples(batch: dict, vae: ModelMixin | None, generator: torch.Generator) -> torch.Tensor:
+    """x_0 of a training batch as the UNet sees it `(B, C, H, W)`: the pixels, or for a latent DPM the frozen
+    autoencoder's latents of them: cached by `CachedLatentDataset` (`--cache_latents`) or encoded now; an
+    `AutoencoderKL`'s posterior is sampled with `generator` either way, as diffusers' `DiagonalGaussianDistribution`
+    samples it."""
+    if "latents" not in batch:
+        images = batch["pixel_values"]
+        return images if vae is None else encode_batch(vae, images, generator)
+    latents = batch["latents"]
+    if "latent_std" in batch:
+        noise = randn_tensor(latents.shape, generator=generator, device=latents.device, dtype=latents.dtype)
+        latents = latents + batch["latent_std"] * noise
+    return latents
+
+
+def load_frozen_autoencoder(
+    pretrained_model_name_or_path: str, scaling_factor: float | None = None
+) -> VQModel | AutoencoderKL | None:
+    """The frozen autoencoder of a latent DPM's pipeline folder or Hub id (its `vqvae/` as `LDMPipeline` saves it,
+    or `vae/`), or None for a pixel DPM.
+
+    Args:
+        scaling_factor (`float`, *optional*): the latent scaling the UNet was trained with, where the autoencoder's
+            config lacks it.
+
+    Raises:
+        `ValueError`: for an autoencoder whose config has no `scaling_factor` (diffusers then assumes 0.18215, which
+            CompVis' VQ LDMs were not trained with) and no `scaling_factor` given: naming the flag to pass.
+    """
+    try:
+        index = DiffusionPipeline.load_config(pretrained_model_name_or_path)
+    except (OSError, ValueError):
+        return None  # a folder without model_index.json: load_frozen_dpm names what is missing
+    name = next((name for name in AUTOENCODER_COMPONENT_NAMES if index.get(name, [None, None])[1] is not None), None)
+    if name is None:
+        return None
+    stored = AutoencoderKL.load_config(pretrained_model_name_or_path, subfolder=name)
+    if scaling_factor is None and "scaling_factor" not in stored:
+        raise ValueError(
+            f"{name}/config.json of {pretrained_model_name_or_path} has no scaling_factor, so diffusers would scale "
+            "the latents by its default 0.18215, which the UNet may never have seen (CompVis' VQ LDMs, e.g. "
+            "CompVis/ldm-celebahq-256, were trained with 1.0; diffusers issue 6725). Pass --vae_scaling_factor with "
+            "the factor the UNet was trained with (1.0 for CompVis' VQ LDMs)."
+        )
+    vae = load_autoencoder(pretrained_model_name_or_path, "--pretrained_model_name_or_path")
+    if scaling_factor is not None:
+        vae.register_to_config(scaling_factor=scaling_factor)
+    vae.requires_grad_(False)
+    return vae.eval()
+
+
 def freeze(unet: UNet2DModel) -> UNet2DModel:
     """Put the pre-trained UNet in eval mode with no trainable parameters (PDAE never updates it)."""
     unet.requires_grad_(False)
@@ -71,6 +125,7 @@ def pdae_training_loss(
     noise: torch.Tensor,
     timesteps: torch.Tensor,
     gamma: float = 0.1,
+    encoder_input: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Per-sample PDAE loss for one batch, with a single frozen UNet pass.
 
@@ -80,10 +135,13 @@ def pdae_training_loss(
     are called through `__call__`.
 
     Args:
-        clean_images (`torch.Tensor` of shape `(B, C, H, W)`): x_0 in [-1, 1].
+        clean_images (`torch.Tensor` of shape `(B, C, H, W)`): x_0 as the UNet sees it: images in [-1, 1], or for a
+            latent DPM their autoencoder latents.
         noise (`torch.Tensor` of shape `(B, C, H, W)`): eps ~ N(0, I).
         timesteps (`torch.Tensor` of shape `(B,)`): training timesteps.
         gamma (`float`, defaults to 0.1): exponent of the SNR in the loss weight.
+        encoder_input (`torch.Tensor`, *optional*): what the encoder reads, if not `clean_images`: a latent DPM's
+            pixel images `(B, C', H', W')`.
 
     Returns:
         `torch.Tensor` of shape `(B,)`.
@@ -91,7 +149,7 @@ def pdae_training_loss(
     with torch.no_grad():
         noisy_images = noise_scheduler.add_noise(clean_images, noise, timesteps)
         features = unet_forward_with_features(unet, noisy_images.to(unet.dtype), timesteps)
-    z = encoder(clean_images).z
+    z = encoder(clean_images if encoder_input is None else encoder_input).z
     gradient = gradient_estimator(
         features.down_block_res_samples, features.mid_block_res_sample, features.temb, z
     ).sample

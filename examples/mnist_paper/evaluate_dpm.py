@@ -2,7 +2,8 @@
 
     python examples/mnist_paper/evaluate_dpm.py --num_samples 1000 --grid docs/ddpm-mnist-samples.png  # bundled DPM
 
-Draws `--num_samples` seeded samples with the pipeline's DDPM scheduler, saves a grid of the first 64, and prints the
+Draws `--num_samples` seeded samples with the pipeline's own scheduler (a `DDPMPipeline`'s DDPM steps; an
+`LDMPipeline`'s DDIM steps, e.g. the bundled ldm-mnist), saves a grid of the first 64, and prints the
 fraction that the classifier labels with confidence > 0.9, next to the same fraction for the real test digits.
 Sampling 1000 images with 1000 steps takes seconds on a GPU and about an hour on 2 CPU cores; `--save_samples` and
 `--load_samples` let the two halves run on different machines.
@@ -16,7 +17,7 @@ import json
 import numpy as np
 import torch
 from classifier_scores import confident_fraction
-from diffusers import DDPMPipeline
+from diffusers import DiffusionPipeline
 from digit_classifier import load_digit_classifier
 
 from diffusers_pdae.bundled import checkpoint_path, load_mnist_tensors, mnist_to_tensor
@@ -28,7 +29,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         "--pipeline",
         default=checkpoint_path("ddpm-mnist"),
-        help="A DDPMPipeline folder (default: bundled ddpm-mnist).",
+        help="A DDPMPipeline or LDMPipeline folder (default: bundled ddpm-mnist).",
     )
     parser.add_argument("--num_samples", type=int, default=1000)
     parser.add_argument("--num_inference_steps", type=int, default=1000)
@@ -45,9 +46,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 @torch.no_grad()
 def draw_samples(pipeline_path: str, num_samples: int, steps: int, batch_size: int, seed: int) -> np.ndarray:
-    """`(N, 32, 32)` uint8 samples of the DDPM pipeline, reproducible from `seed`."""
+    """`(N, 32, 32)` uint8 samples of the DDPM (or LDM) pipeline, reproducible from `seed`."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    pipeline = DDPMPipeline.from_pretrained(pipeline_path).to(device)
+    pipeline = DiffusionPipeline.from_pretrained(pipeline_path).to(device)
     generator = torch.Generator(device="cpu").manual_seed(seed)
     batches = []
     for start in range(0, num_samples, batch_size):

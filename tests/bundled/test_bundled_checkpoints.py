@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from diffusers import DDPMPipeline
+from diffusers import DDIMScheduler, DDPMPipeline, LDMPipeline, VQModel
 
 import diffusers_pdae  # noqa: F401
 from diffusers_pdae import PDAEPipeline
 from diffusers_pdae.bundled import BUNDLED_CHECKPOINTS, checkpoint_path, load_mnist_arrays, load_mnist_tensors
 from diffusers_pdae.evaluation import psnr
+from diffusers_pdae.latent_space import decode_latents, downsampling_factor, encode_images
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -25,6 +26,29 @@ def test_bundled_ddpm_loads_and_samples():
         batch_size=2, num_inference_steps=5, generator=torch.Generator().manual_seed(0), output_type="np"
     )
     assert images.images.shape == (2, 32, 32, 1)
+
+
+def test_bundled_ldm_loads_and_samples_with_diffusers_ldm_pipeline():
+    pipeline = LDMPipeline.from_pretrained(checkpoint_path("ldm-mnist"))
+    pipeline.set_progress_bar_config(disable=True)
+    assert isinstance(pipeline.vqvae, VQModel) and downsampling_factor(pipeline.vqvae) == 4
+    assert isinstance(pipeline.scheduler, DDIMScheduler) and not pipeline.scheduler.config.clip_sample
+    assert pipeline.unet.config.sample_size == 8 and pipeline.unet.config.in_channels == 4
+    generator = torch.Generator().manual_seed(0)
+    images = pipeline(batch_size=2, num_inference_steps=5, generator=generator, output_type="np").images
+    assert images.shape == (2, 32, 32, 1)
+
+
+def test_bundled_ldm_autoencoder_is_a_sharp_ceiling_on_test_digits():
+    """The autoencoder's own reconstruction bounds what PDAE on the LDM can reach (docs: ceiling PSNR)."""
+    vae = VQModel.from_pretrained(checkpoint_path("ldm-mnist"), subfolder="vqvae")
+    _, labels = load_mnist_arrays("test")  # sorted by class: take every class
+    digits, _ = load_mnist_tensors("test", range(0, len(labels), len(labels) // 64))
+    with torch.no_grad():
+        latents = encode_images(vae, digits)
+        reconstructions = (decode_latents(vae, latents) / 2 + 0.5).clamp(0, 1)
+    assert psnr(reconstructions, digits / 2 + 0.5).mean() > 25
+    assert abs(latents.std().item() - 1) < 0.1  # the scaling factor makes the latents unit-variance
 
 
 def test_bundled_pdae_inferred_xt_beats_plain_ddim_inversion():

@@ -130,9 +130,15 @@ def test_train_pdae_builds_the_light_estimator_its_flags_ask_for():
         ["--gradient_estimator_resnets_per_block", "1", "--warm_start_from_unet", "--latent_dim", str(LATENT_DIM)]
     )
     unet = tiny_unet()
-    _, estimator = train_pdae.build_trainable_models(args, unet, DDPMScheduler(num_train_timesteps=1000))
+    train_pdae.check_image_geometry(args, unet, None)  # as main() does: --resolution from the UNet
+    _, estimator = train_pdae.build_trainable_models(
+        args, unet, DDPMScheduler(num_train_timesteps=1000), unet.config.in_channels
+    )
     assert [len(block.resnets) for block in estimator.up_blocks] == [1, 1]
     assert torch.equal(estimator.up_blocks[1].resnets[0].conv1.weight, unet.up_blocks[1].resnets[0].conv1.weight)
     args = train_pdae.parse_args(["--gradient_estimator_width_multiplier", "0.5"])
-    _, estimator = train_pdae.build_trainable_models(args, unet, DDPMScheduler(num_train_timesteps=1000))
+    train_pdae.check_image_geometry(args, unet, None)
+    _, estimator = train_pdae.build_trainable_models(
+        args, unet, DDPMScheduler(num_train_timesteps=1000), unet.config.in_channels
+    )
     assert tuple(estimator.config.up_block_out_channels) == (4, 8)

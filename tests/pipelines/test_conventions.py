@@ -125,9 +125,9 @@ def test_step_callbacks_see_and_may_replace_the_tensors():
 def test_offload_keeps_the_models_of_every_step_on_the_device():
     # UNet and G run at every step: G is excluded from offloading and the UNet ends the chain, so neither moves
     # between steps (checked on a GPU by benchmarks/check_offload.py). The optional latent sampler runs once, before
-    # the denoising loop.
+    # the denoising loop; the optional autoencoder first, so that the encoder moves it off before the loop.
     assert PDAEPipeline.model_cpu_offload_seq.split("->")[-1] == "unet"
-    assert PDAEPipeline.model_cpu_offload_seq == "encoder->latent_sampler->unet"
+    assert PDAEPipeline.model_cpu_offload_seq == "vae->encoder->latent_sampler->unet"
     assert PDAEPipeline._exclude_from_cpu_offload == ["gradient_estimator"]
     assert set(PDAEPipeline._callback_tensor_inputs) == {"latents", "z"}
 
@@ -244,8 +244,9 @@ def test_the_generic_loader_runs_the_saved_code_only_when_trusted(tmp_path, monk
 def test_components_devices_dtypes_and_variants_behave_as_in_diffusers(tmp_path):
     pipe = tiny_pipeline()
     required = {"unet", "scheduler", "encoder", "gradient_estimator"}
-    assert set(pipe.components) == required | {"latent_sampler", "latent_scheduler"}  # optional ones, as None
-    assert pipe.components["latent_sampler"] is None and pipe.components["latent_scheduler"] is None
+    optional = {"latent_sampler", "latent_scheduler", "vae"}
+    assert set(pipe.components) == required | optional  # optional ones, as None
+    assert all(pipe.components[name] is None for name in optional)
     rebuilt = PDAEPipeline(**pipe.components)
     images = tiny_images(2)
     assert torch.equal(rebuilt.encode(images), pipe.encode(images))

@@ -143,3 +143,32 @@ def test_a_pipeline_with_a_latent_sampler_generates_from_its_card_snippet_withou
     module = result.stdout.split("OK ", 1)[1].split()[0]
     assert module.endswith("pdae_latent_sampler") and not module.startswith("diffusers_pdae")
     assert result.stdout.strip().endswith(" 4")
+
+
+@pytest.mark.slow
+def test_a_latent_pipeline_loads_from_its_saved_code_without_the_package(tmp_path):
+    """A PDAEPipeline on a latent DPM (with its VQModel as `vae`) saved, then loaded in a Python without
+    diffusers-pdae (the Hub's form): pixel images in and out, latents for output_type="latent", the same numbers."""
+    from ..conftest import tiny_latent_pipeline
+
+    pipe = tiny_latent_pipeline()
+    folder = tmp_path / "pdae-ldm"
+    pipe.save_pretrained(folder)
+    images = tiny_images(2, size=32, seed=9)
+    expected = pipe.reconstruct(images, 2, output_type="pt").images
+    script = f"""
+import json, torch
+from diffusers import DiffusionPipeline
+pipe = DiffusionPipeline.from_pretrained({str(folder)!r}, trust_remote_code=True)
+pipe.set_progress_bar_config(disable=True)
+images = torch.rand(2, 1, 32, 32, generator=torch.Generator().manual_seed(9)) * 2 - 1
+pixels = pipe.reconstruct(images, 2, output_type="pt").images
+latents = pipe.reconstruct(images, 2, output_type="latent").images
+print("RESULT", json.dumps({{"vae": type(pipe.vae).__name__, "pixels": pixels.flatten().tolist(),
+                             "latent_shape": list(latents.shape)}}))
+"""
+    result = isolated(script, tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    loaded = json.loads(result.stdout.split("RESULT ", 1)[1])
+    assert loaded["vae"] == "VQModel" and loaded["latent_shape"] == [2, 3, 8, 8]
+    assert torch.allclose(torch.tensor(loaded["pixels"]), expected.flatten(), atol=1e-6)

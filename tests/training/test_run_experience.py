@@ -22,7 +22,7 @@ from .conftest import write_random_pictures
 from .test_train_scripts import FAST_FLAGS, TRAIN_DPM, TRAIN_PDAE, assert_ok, launch
 
 
-@pytest.mark.parametrize("script", ["train_pdae", "train_dpm", "train_latent_sampler"])
+@pytest.mark.parametrize("script", ["train_pdae", "train_dpm", "train_latent_sampler", "train_autoencoder"])
 def test_every_flag_has_help_and_help_shows_defaults(script, capsys):
     parser = load_script(script).build_parser()
     undocumented = [a.option_strings for a in parser._actions if a.option_strings and not a.help]
@@ -89,7 +89,9 @@ def test_push_to_hub_that_cannot_reach_the_hub_fails_before_training(tiny_dpm, t
                                  "--max_train_steps", "2", "--push_to_hub", *FAST_FLAGS])  # fmt: skip
     assert result.returncode != 0
     assert "--push_to_hub: cannot create the Hub repo 'offline'" in result.stderr
-    assert "Running training" not in result.stderr and len(result.stderr.splitlines()) < 60
+    # Recent accelerate launchers repeat the script's stderr in their own RuntimeError: count the script's once.
+    own = result.stderr.split("\nRuntimeError: ")[0]
+    assert "Running training" not in result.stderr and len(own.splitlines()) < 40
 
 
 @pytest.mark.slow  # whole script launches (about 14 s): the end-to-end suite keeps make test under 3 minutes
