@@ -28,8 +28,9 @@ setup(
         "torchmetrics>=1.0",
     ],
     extras_require={
-        "dev": ["pytest", "ruff", "selenium>=4.20"],
-        "train": ["tensorboard"],
+        "dev": ["pytest", "pytest-xdist", "ruff", "selenium>=4.20"],
+        # torchdata: the stateful DataLoader that lets a --streaming run resume where its stream stopped.
+        "train": ["tensorboard", "torchdata>=0.8"],
         "eval": ["scikit-learn", "matplotlib"],
         # examples/app.py; scikit-learn fits its attribute directions.
         "app": ["gradio>=6,<7", "scikit-learn"],

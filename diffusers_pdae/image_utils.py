@@ -113,8 +113,10 @@ def images_to_tensor(images: ImageInput, channels: int, size: int) -> torch.Tens
         )
     if channels not in _PIL_MODES:
         raise ValueError(f"Cannot convert PIL images to {channels} channels; pass a tensor (B, {channels}, H, W).")
-    batch = torch.from_numpy(np.stack([_pil_to_array(image, channels, size) for image in images]))
-    return batch / 127.5 - 1.0
+    batch = np.stack([_pil_to_array(image, channels, size) for image in images])
+    # In NumPy, float32 as torch would compute it, but single-threaded: torch's intra-op threads cost more than they
+    # save on one image, and far more in a DataLoader's main process competing with training (benchmarks/bench_data.py)
+    return torch.from_numpy(batch / np.float32(127.5) - np.float32(1.0))
 
 
 def _check_tensor_images(images: torch.Tensor, channels: int, size: int) -> torch.Tensor:

@@ -11,6 +11,7 @@ OPTIONAL_PACKAGES = {
     "matplotlib": ("matplotlib", "eval"),
     "datasets": ("datasets", None),
     "tensorboard": ("tensorboard", "train"),
+    "torchdata": ("torchdata", "train"),
     "gradio": ("gradio", "app"),
 }
 

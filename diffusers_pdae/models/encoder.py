@@ -11,6 +11,9 @@ from diffusers.models.activations import get_activation
 from diffusers.utils import BaseOutput
 from torch import nn
 
+# PDAEEncoder.down holds three layers per level: GroupNorm, activation, then a strided convolution (a Flatten last).
+LAYERS_PER_LEVEL = 3
+
 
 @dataclass
 class PDAEEncoderOutput(BaseOutput):
@@ -75,7 +78,12 @@ class PDAEEncoder(PDAEEncoderMixin, ModelMixin, ConfigMixin):
             `sample_size=32` four levels give `(B, 256, 2, 2)` before the linear layer.
         norm_num_groups (`int`, defaults to 32): groups of every GroupNorm (must divide every channel count).
         act_fn (`str`, defaults to `"silu"`): activation.
+
+    Gradient checkpointing (`enable_gradient_checkpointing()`, a runtime setting) recomputes each level (norm,
+    activation, strided convolution) in the backward pass instead of keeping its activations.
     """
+
+    _supports_gradient_checkpointing = True
 
     @register_to_config
     def __init__(
@@ -112,6 +120,15 @@ class PDAEEncoder(PDAEEncoderMixin, ModelMixin, ConfigMixin):
         layers += [nn.GroupNorm(norm_num_groups, channels), get_activation(act_fn), nn.Flatten()]
         self.down = nn.Sequential(*layers)
         self.proj_out = nn.Linear(channels * final_size * final_size, latent_dim)
+        self.gradient_checkpointing = False
 
     def compute_codes(self, images: torch.Tensor) -> torch.Tensor:
-        return self.proj_out(self.down(self.conv_in(images)))
+        hidden = self.conv_in(images)
+        if torch.is_grad_enabled() and self.gradient_checkpointing:
+            # `down` is (norm, activation, layer) per level, the last layer a Flatten: one checkpointed segment each
+            # (a slice of an nn.Sequential shares its layers, so the weights and their names stay the same).
+            for start in range(0, len(self.down), LAYERS_PER_LEVEL):
+                hidden = self._gradient_checkpointing_func(self.down[start : start + LAYERS_PER_LEVEL], hidden)
+        else:
+            hidden = self.down(hidden)
+        return self.proj_out(hidden)

@@ -87,7 +87,13 @@ class GradientEstimator(ModelMixin, ConfigMixin):
             noise_scheduler=...)`; None (older checkpoints) skips the check.
         unet_weights_digest (`str`, *optional*): sha256 of the weights of the UNet G serves, written when a
             `PDAEPipeline` is saved; loading a folder whose `unet/` has other weights is refused. None skips it.
+
+    Gradient checkpointing (`enable_gradient_checkpointing()`, diffusers' runtime setting, not saved in the config)
+    recomputes each resnet, attention and upsampler of the up blocks, and the output head, in the backward pass
+    instead of keeping their activations; the loss and the gradients are unchanged.
     """
+
+    _supports_gradient_checkpointing = True
 
     @register_to_config
     def __init__(
@@ -171,6 +177,7 @@ class GradientEstimator(ModelMixin, ConfigMixin):
         self.conv_out = nn.Conv2d(widths[-1], out_channels, kernel_size=3, padding=1)
         nn.init.zeros_(self.conv_out.weight)
         nn.init.zeros_(self.conv_out.bias)
+        self.gradient_checkpointing = False  # the output head's; each up block has its own
 
     @classmethod
     def from_unet(
@@ -321,7 +328,12 @@ class GradientEstimator(ModelMixin, ConfigMixin):
                 f"{len(skips)} encoder feature maps were left unused: the features do not come from a UNet with this "
                 "gradient estimator's layout."
             )
-        sample = self.conv_out(self.conv_act(self.conv_norm_out(hidden_states)))
+        if torch.is_grad_enabled() and self.gradient_checkpointing:
+            # The head's norm and activation outputs are two full-resolution maps of G's last width: recompute them.
+            head = nn.Sequential(self.conv_norm_out, self.conv_act, self.conv_out)  # not registered: same weights
+            sample = self._gradient_checkpointing_func(head, hidden_states)
+        else:
+            sample = self.conv_out(self.conv_act(self.conv_norm_out(hidden_states)))
         if not return_dict:
             return (sample,)
         return GradientEstimatorOutput(sample=sample)

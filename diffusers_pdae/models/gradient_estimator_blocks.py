@@ -171,6 +171,9 @@ class GradientEstimatorUpBlock(nn.Module):
         else:
             self.upsamplers = None
 
+        # Set, with `_gradient_checkpointing_func`, by the model's `enable_gradient_checkpointing()` (diffusers').
+        self.gradient_checkpointing = False
+
     def forward(
         self,
         hidden_states: torch.Tensor,
@@ -178,13 +181,22 @@ class GradientEstimatorUpBlock(nn.Module):
         temb: torch.Tensor,
         zemb: torch.Tensor,
     ) -> torch.Tensor:
+        # With gradient checkpointing every resnet, attention and upsampler is one checkpointed segment: only its
+        # inputs are kept for the backward pass, which runs it again. z's embedding is an input of each resnet, so its
+        # gradient (and the encoder's) flows through the segments as through the plain calls.
+        run = self._gradient_checkpointing_func if torch.is_grad_enabled() and self.gradient_checkpointing else _call
         for i, resnet in enumerate(self.resnets):
             hidden_states = torch.cat([hidden_states, res_hidden_states_tuple[-1 - i]], dim=1)
-            hidden_states = resnet(hidden_states, temb, zemb)
+            hidden_states = run(resnet, hidden_states, temb, zemb)
             if self.attentions is not None:
-                hidden_states = self.attentions[i](hidden_states)
+                hidden_states = run(self.attentions[i], hidden_states)
         if self.upsample_type == "resnet":
-            hidden_states = self.upsamplers[0](hidden_states, temb, zemb)
+            hidden_states = run(self.upsamplers[0], hidden_states, temb, zemb)
         elif self.upsample_type == "conv":
-            hidden_states = self.upsamplers[0](hidden_states)
+            hidden_states = run(self.upsamplers[0], hidden_states)
         return hidden_states
+
+
+def _call(module: nn.Module, *args) -> torch.Tensor:
+    """`module(*args)`: a block's layer run without checkpointing (the signature of `_gradient_checkpointing_func`)."""
+    return module(*args)

@@ -51,7 +51,12 @@ class PDAEResidualEncoder(PDAEEncoderMixin, ModelMixin, ConfigMixin):
         attention_head_dim (`int`, *optional*, defaults to 8): channels per attention head (None: one head).
         downsample_padding (`int`, defaults to 1): padding of the downsampling convolutions.
         add_attention (`bool`, defaults to `True`): self-attention in the mid block.
+
+    Gradient checkpointing (`enable_gradient_checkpointing()`, a runtime setting) is that of diffusers' own blocks:
+    their resnets are recomputed in the backward pass instead of keeping their activations.
     """
+
+    _supports_gradient_checkpointing = True
 
     @register_to_config
     def __init__(

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
 from torch import nn
@@ -46,7 +48,14 @@ class PDAETransformersEncoder(PDAEEncoderMixin, ModelMixin, ConfigMixin):
         freeze_backbone (`bool`, defaults to `False`): keep the backbone's weights fixed (no gradient, eval mode);
             only the head trains.
         pretrained_backbone (`str`, *optional*): where the initial backbone weights came from (recorded only).
+
+    Gradient checkpointing (`enable_gradient_checkpointing()`, a runtime setting) uses the backbone's own
+    (`transformers`' activation checkpointing of each layer) where it has it (ViT, DINOv2, ...); a backbone without
+    it (ConvNeXt, ResNet, ...) runs as one checkpointed segment, recomputed in the backward pass. A frozen backbone
+    runs without gradients, so there is nothing to recompute.
     """
+
+    _supports_gradient_checkpointing = True
 
     @register_to_config
     def __init__(
@@ -82,6 +91,7 @@ class PDAETransformersEncoder(PDAEEncoderMixin, ModelMixin, ConfigMixin):
         self.register_buffer("pixel_mean", torch.tensor(image_mean).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(image_std).view(1, -1, 1, 1), persistent=False)
         self.requires_grad_(True)
+        self.gradient_checkpointing = False  # the whole backbone as one segment (a backbone without its own)
 
     @classmethod
     def from_backbone(
@@ -137,6 +147,33 @@ class PDAETransformersEncoder(PDAEEncoderMixin, ModelMixin, ConfigMixin):
             self.backbone.eval()
         return self
 
+    def enable_gradient_checkpointing(self, gradient_checkpointing_func: Callable | None = None) -> None:
+        """Recompute the backbone's activations in the backward pass instead of keeping them (see the class doc).
+
+        Args:
+            gradient_checkpointing_func (`Callable`, *optional*): `(module, *args) -> output`, as diffusers takes it;
+                only for a backbone without its own checkpointing (the default: non-reentrant
+                `torch.utils.checkpoint.checkpoint`).
+        """
+        if self.backbone.supports_gradient_checkpointing and gradient_checkpointing_func is None:
+            # transformers >= 5 names it activation checkpointing; 4.x, gradient checkpointing (reentrant by default).
+            if hasattr(self.backbone, "activation_checkpointing_enable"):
+                self.backbone.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+            else:
+                self.backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            return
+        self._gradient_checkpointing_func = gradient_checkpointing_func or _checkpoint
+        self.gradient_checkpointing = True
+
+    def disable_gradient_checkpointing(self) -> None:
+        """Keep the backbone's activations again (the default)."""
+        self.gradient_checkpointing = False
+        if self.backbone.supports_gradient_checkpointing:
+            if hasattr(self.backbone, "activation_checkpointing_disable"):
+                self.backbone.activation_checkpointing_disable()
+            else:
+                self.backbone.gradient_checkpointing_disable()
+
     def backbone_inputs(self, images: torch.Tensor) -> torch.Tensor:
         """Images `(B, in_channels, sample_size, sample_size)` in [-1, 1] -> the backbone's `pixel_values`
         `(B, num_channels, image_size, image_size)`."""
@@ -152,8 +189,30 @@ class PDAETransformersEncoder(PDAEEncoderMixin, ModelMixin, ConfigMixin):
 
     def compute_codes(self, images: torch.Tensor) -> torch.Tensor:
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.config.freeze_backbone):
-            features = _pooled(self.backbone(pixel_values=self.backbone_inputs(images)))
+            pixel_values = self.backbone_inputs(images)
+            if torch.is_grad_enabled() and self.gradient_checkpointing:
+                features = self._gradient_checkpointing_func(_PooledBackbone(self.backbone), pixel_values)
+            else:
+                features = _pooled(self.backbone(pixel_values=pixel_values))
         return self.proj_out(features)
+
+
+class _PooledBackbone(nn.Module):
+    """The backbone's pooled features of `pixel_values` as one module: the segment that gradient checkpointing
+    recomputes for a backbone without its own. Built per call around the encoder's backbone (not registered, so the
+    weights and their names stay the encoder's)."""
+
+    def __init__(self, backbone: nn.Module):
+        super().__init__()
+        self.backbone = backbone
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return _pooled(self.backbone(pixel_values=pixel_values))
+
+
+def _checkpoint(module: nn.Module, *args) -> torch.Tensor:
+    """diffusers' default checkpointing function: non-reentrant `torch.utils.checkpoint.checkpoint`."""
+    return torch.utils.checkpoint.checkpoint(module.__call__, *args, use_reentrant=False)
 
 
 def _backbone_config_from_dict(backbone_config: dict) -> PretrainedConfig:

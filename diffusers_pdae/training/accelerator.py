@@ -7,18 +7,30 @@ from collections.abc import Callable
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DataLoaderConfiguration, DynamoBackend, ProjectConfiguration, broadcast_object_list
+from accelerate.utils import (
+    DataLoaderConfiguration,
+    DynamoBackend,
+    GradientAccumulationPlugin,
+    ProjectConfiguration,
+    broadcast_object_list,
+)
 
 from ..import_utils import require
 from .config import TrainingConfig
 
 
 def make_accelerator(config: TrainingConfig) -> Accelerator:
-    """An `Accelerator` configured from the shared flags, with a seedable sampler so data order can be resumed."""
+    """An `Accelerator` configured from the shared flags, with a seedable sampler so data order can be resumed.
+
+    A stream's passes end at different batches on different processes, so with `--streaming` gradients are
+    accumulated over a fixed number of batches, across passes, not up to the end of each pass.
+    """
     project_config = ProjectConfiguration(project_dir=config.output_dir, logging_dir=config.logging_path)
     require(config.logger, f"--logger {config.logger}")  # before anything runs, not at the first log
     return Accelerator(
-        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        gradient_accumulation_plugin=GradientAccumulationPlugin(
+            num_steps=config.gradient_accumulation_steps, sync_with_dataloader=not config.streaming
+        ),
         mixed_precision=config.mixed_precision,
         log_with=config.logger,
         project_config=project_config,

@@ -125,6 +125,26 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_streaming_args(parser: argparse.ArgumentParser) -> None:
+    """`--streaming` and its shuffle buffer, for the scripts that can train on a stream (docs/training.md)."""
+    group = parser.add_argument_group("streaming")
+    group.add_argument(
+        "--streaming",
+        action="store_true",
+        help="Stream --dataset_name (a Hub id, or a local folder of webdataset .tar shards, parquet or image files) "
+        "or --train_data_dir instead of loading it: nothing is materialised, each process reads its own shards, and "
+        "unreadable images are named and left out as the stream reaches them. Needs --max_train_steps.",
+    )
+    group.add_argument(
+        "--shuffle_buffer_size",
+        type=positive_int,
+        default=DEFAULTS["shuffle_buffer_size"],
+        help="With --streaming: the shard order is shuffled each pass, and the items through a buffer of this many "
+        "(1: shard order only, which makes a resumed run continue exactly; a larger buffer loses its content on "
+        "resume).",
+    )
+
+
 def add_optimization_args(parser: argparse.ArgumentParser, learning_rate: float) -> None:
     group = parser.add_argument_group("optimisation")
     group.add_argument(
@@ -273,12 +293,28 @@ def finalize_args(args: argparse.Namespace) -> argparse.Namespace:
         torch.backends.cudnn.allow_tf32 = True
     if args.bundled_mnist and (args.dataset_name is not None or args.train_data_dir is not None):
         raise ValueError("--bundled_mnist cannot be combined with --dataset_name or --train_data_dir.")
+    if getattr(args, "streaming", False):
+        check_streaming_args(args)
     if args.hub_token is not None and args.logger in REMOTE_LOGGERS:
         raise ValueError(
             f"--hub_token cannot be combined with --logger {args.logger}: the tracker would send the token to a "
             "remote service. Log in with `huggingface-cli login` (or set HF_TOKEN) and drop --hub_token."
         )
     return args
+
+
+def check_streaming_args(args: argparse.Namespace) -> None:
+    """`--streaming` needs a dataset to stream and a run length that does not depend on the dataset's size."""
+    if args.dataset_name is None and args.train_data_dir is None:
+        raise ValueError(
+            "--streaming reads --dataset_name or --train_data_dir as a stream; pass one (the bundled MNIST is "
+            "loaded whole)."
+        )
+    if args.max_train_steps is None:
+        raise ValueError(
+            "--streaming needs --max_train_steps: a stream's length is unknown, so --num_epochs cannot set the run's "
+            "length (each pass over the stream still counts as an epoch)."
+        )
 
 
 def public_flags(args: argparse.Namespace) -> dict:

@@ -37,6 +37,9 @@ class TrainingConfig:
     mixed_precision: str | None = None
     seed: int = 0
     max_train_minutes: float | None = None
+    # data read as a stream (--streaming)
+    streaming: bool = False
+    shuffle_buffer_size: int = 1000
     # outputs, logging and checkpoints
     logger: str = "tensorboard"
     logging_dir: str = "logs"

@@ -9,6 +9,7 @@ computes), `diagnostics` (rank reports) and `run` (the run that builds it, and i
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import time
@@ -32,6 +33,7 @@ from .checkpointing import (
 from .config import TrainingConfig
 from .diagnostics import RankReport
 from .optimization import TrainingSchedule
+from .streaming import StreamPosition
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +52,9 @@ class TrainingLoop:
         ema_models: EMA copies updated after each optimiser step.
         on_step_end: `global_step -> dict` of extra scalars to log (or None), e.g. validation every N steps.
         on_epoch_end: `(epoch, global_step) -> None`, e.g. validation images every N epochs.
+        stream: with a streamed dataset, its [`StreamPosition`]: epochs are passes over the stream, until
+            `schedule.max_train_steps`, and a resumed run continues the stream from its saved position (no batch is
+            skipped by reading it again).
     """
 
     accelerator: Accelerator
@@ -64,6 +69,7 @@ class TrainingLoop:
     on_step_end: Callable[[int], dict | None] | None = None
     on_epoch_end: Callable[[int, int], None] | None = None
     rank_report: RankReport | None = None
+    stream: StreamPosition | None = None
     global_step: int = 0
     train_seconds: float = 0.0
     steady_steps_per_second: float | None = None
@@ -129,28 +135,33 @@ class TrainingLoop:
         # Speed over the second half of the run, past warm-up and compilation.
         halfway_step = self.global_step + (self.schedule.max_train_steps - self.global_step) // 2
         halfway_time = None
-        first_epoch = self.global_step // self.schedule.steps_per_epoch
-        batches_to_skip = (self.global_step % self.schedule.steps_per_epoch) * config.gradient_accumulation_steps
+        if self.stream is None:
+            first_epoch = self.global_step // self.schedule.steps_per_epoch
+            batches_to_skip = (self.global_step % self.schedule.steps_per_epoch) * config.gradient_accumulation_steps
+            epochs = range(first_epoch, self.schedule.num_epochs)
+        else:  # the stream's position came with the checkpoint
+            first_epoch, batches_to_skip = self.stream.epoch, 0
+            epochs = itertools.count(first_epoch)
         progress_bar = tqdm(
             total=self.schedule.max_train_steps,
             initial=self.global_step,
             disable=not accelerator.is_local_main_process,
             desc="Steps",
         )
-        for epoch in range(first_epoch, self.schedule.num_epochs):
+        for epoch in epochs:
             if self.global_step >= self.schedule.max_train_steps:  # resumed from the last step: nothing left
                 break
             for model in self.models:
                 model.train()
             self.train_dataloader.set_epoch(epoch)
-            dataloader = self.train_dataloader
+            dataloader = self.train_dataloader if self.stream is None else self.stream.batches(epoch)
             if epoch == first_epoch and batches_to_skip:
                 dataloader = accelerator.skip_first_batches(self.train_dataloader, batches_to_skip)
                 # A fresh loader would re-seed its shuffle with epoch 0 when iterated.
                 dataloader.set_epoch(epoch)
             for batch in dataloader:
                 if self.rank_report is not None:
-                    self.rank_report.add_batch(next(iter(batch.values())))  # the images (or codes)
+                    self.rank_report.add_batch(next(iter(batch.values())), epoch)  # the images (or codes)
                 with accelerator.accumulate(*self.models):
                     loss = self.compute_loss(batch).mean()
                     mean_loss = self._mean_finite_loss(loss)

@@ -17,11 +17,15 @@ class TrainingSchedule:
     """How many optimiser steps and epochs a run takes."""
 
     max_train_steps: int
-    num_epochs: int
-    steps_per_epoch: int
+    num_epochs: int | None
+    steps_per_epoch: int | None
 
     @classmethod
-    def from_config(cls, config: TrainingConfig, num_batches_per_epoch: int) -> TrainingSchedule:
+    def from_config(cls, config: TrainingConfig, num_batches_per_epoch: int | None) -> TrainingSchedule:
+        """The run's length for `num_batches_per_epoch` batches per process in an epoch; a stream (None) has no
+        known epoch length: it runs `--max_train_steps`, over as many passes as that takes (epochs are None)."""
+        if num_batches_per_epoch is None:
+            return cls(config.max_train_steps, None, None)
         steps_per_epoch = math.ceil(num_batches_per_epoch / config.gradient_accumulation_steps)
         if config.max_train_steps is None:
             return cls(config.num_epochs * steps_per_epoch, config.num_epochs, steps_per_epoch)
@@ -29,11 +33,11 @@ class TrainingSchedule:
 
 
 def make_optimization(
-    config: TrainingConfig, parameters: list[torch.nn.Parameter], num_batches: int, num_processes: int
+    config: TrainingConfig, parameters: list[torch.nn.Parameter], num_batches: int | None, num_processes: int
 ) -> tuple[torch.optim.Optimizer, object, TrainingSchedule]:
     """AdamW over `parameters`, the --lr_scheduler schedule, and the run's length.
 
-    `num_batches` is the length of the un-prepared dataloader (all processes together).
+    `num_batches` is the length of the un-prepared dataloader (all processes together); None for a stream.
     """
     optimizer = torch.optim.AdamW(
         parameters,
@@ -42,7 +46,7 @@ def make_optimization(
         weight_decay=config.adam_weight_decay,
         eps=config.adam_epsilon,
     )
-    schedule = TrainingSchedule.from_config(config, num_batches // num_processes)
+    schedule = TrainingSchedule.from_config(config, None if num_batches is None else num_batches // num_processes)
     lr_scheduler = get_scheduler(
         config.lr_scheduler,
         optimizer=optimizer,

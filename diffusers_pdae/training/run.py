@@ -16,6 +16,7 @@ import torch
 from accelerate import Accelerator
 from diffusers import DiffusionPipeline, SchedulerMixin
 
+from ..data.streaming import StreamedImages
 from ..file_utils import write_folder_atomically
 from .accelerator import (
     check_on_main_process,
@@ -40,6 +41,7 @@ from .hub import HubError, create_hub_repo, release_folder
 from .loop import TrainingLoop
 from .optimization import averaged_model, make_ema, make_optimization
 from .output_dir import claim_output_dir, release_output_dir
+from .streaming import StreamPosition, prepare_stream
 from .validation import PeriodicValidation
 
 logger = logging.getLogger(__name__)
@@ -82,15 +84,16 @@ def start_hub_repo(accelerator: Accelerator, args: argparse.Namespace) -> str | 
 
 
 def log_run_start(
-    accelerator: Accelerator, config: TrainingConfig, schedule, num_examples: int, held_out: str | None = None
+    accelerator: Accelerator, config: TrainingConfig, schedule, num_examples: int | None, held_out: str | None = None
 ) -> None:
-    """diffusers' "***** Running training *****" block, plus what is held out for validation."""
+    """diffusers' "***** Running training *****" block, plus what is held out for validation (a stream, whose size is
+    unknown, is said to be one)."""
     total_batch = config.train_batch_size * accelerator.num_processes * config.gradient_accumulation_steps
     logger.info("***** Running training *****")
-    logger.info(f"  Num examples = {num_examples}")
+    logger.info(f"  Num examples = {'unknown (streamed)' if num_examples is None else num_examples}")
     if held_out:
         logger.info(f"  Held out for validation = {held_out}")
-    logger.info(f"  Num Epochs = {schedule.num_epochs}")
+    logger.info(f"  Num Epochs = {schedule.num_epochs or 'as many passes over the stream as the steps take'}")
     logger.info(f"  Instantaneous batch size per device = {config.train_batch_size}")
     logger.info(f"  Total train batch size (w. parallel, distributed & accumulation) = {total_batch}")
     logger.info(f"  Gradient Accumulation steps = {config.gradient_accumulation_steps}")
@@ -140,6 +143,7 @@ class TrainingRun:
         optimizer: AdamW over the models' trainable parameters, prepared.
         lr_scheduler: the `--lr_scheduler` schedule, prepared.
         train_dataloader: the shuffled training data, prepared.
+        stream: with a streamed dataset, this process's [`StreamPosition`] (its DataLoader and its place in it).
         schedule: the run's length ([`TrainingSchedule`]).
         loop: the [`TrainingLoop`], once [`train`] has run it.
     """
@@ -159,12 +163,16 @@ class TrainingRun:
         self.models: dict[str, torch.nn.Module] = {}
         self.emas: dict = {}
         self.optimizer = self.lr_scheduler = self.train_dataloader = self.schedule = None
+        self.stream: StreamPosition | None = None
         self.loop: TrainingLoop | None = None
 
     def prepare_frozen(self, model: torch.nn.Module) -> torch.nn.Module:
         """A model the run uses without training it (PDAE's UNet), moved to the device in the weight dtype of the
         mixed precision and compiled as `accelerator.prepare` compiles the trained ones; in place."""
-        model.to(self.accelerator.device, dtype=weight_dtype(self.accelerator))
+        model.to(self.accelerator.device)
+        dtype = weight_dtype(self.accelerator)
+        if any(param.dtype != dtype for param in model.parameters()):  # diffusers warns at every cast, even a no-op
+            model.to(dtype=dtype)
         return compile_frozen_model(self.accelerator, model)
 
     def prepare(
@@ -192,20 +200,27 @@ class TrainingRun:
             The prepared models, in order (the model itself when there is one), as `accelerator.prepare` returns them.
         """
         accelerator, config = self.accelerator, self.config
-        train_dataloader = torch.utils.data.DataLoader(
-            dataset, batch_size=config.train_batch_size, shuffle=True, num_workers=self.args.dataloader_num_workers,
-            drop_last=drop_last_batch(accelerator, len(dataset), config.train_batch_size),
-        )  # fmt: skip
         self.emas = (
             {f"{name}_ema": make_ema(model, config) for name, model in models.items()} if config.use_ema else {}
         )
         parameters = [param for model in models.values() for param in model.parameters() if param.requires_grad]
+        if isinstance(dataset, StreamedImages):  # each process's own shards, not sharded again by Accelerate
+            self.stream = prepare_stream(accelerator, config, dataset, self.args.dataloader_num_workers)
+            loaders, num_batches = [], None
+        else:
+            loaders = [torch.utils.data.DataLoader(
+                dataset, batch_size=config.train_batch_size, shuffle=True,
+                num_workers=self.args.dataloader_num_workers,
+                drop_last=drop_last_batch(accelerator, len(dataset), config.train_batch_size),
+            )]  # fmt: skip
+            num_batches = len(loaders[0])
         optimizer, lr_scheduler, self.schedule = make_optimization(
-            config, parameters, len(train_dataloader), accelerator.num_processes
+            config, parameters, num_batches, accelerator.num_processes
         )
-        *prepared, self.optimizer, self.train_dataloader, self.lr_scheduler = accelerator.prepare(
-            *models.values(), optimizer, train_dataloader, lr_scheduler
-        )
+        prepared = list(accelerator.prepare(*models.values(), optimizer, *loaders, lr_scheduler))
+        self.lr_scheduler = prepared.pop()
+        self.train_dataloader = prepared.pop() if loaders else self.stream.dataloader
+        self.optimizer = prepared.pop()
         self.models = dict(zip(models, prepared, strict=True))
 
         def describe_checkpoint(folder: str) -> None:
@@ -233,7 +248,7 @@ class TrainingRun:
     def train(
         self,
         compute_loss: Callable[[dict], torch.Tensor],
-        num_examples: int,
+        num_examples: int | None,
         held_out: str | None = None,
         validation: PeriodicValidation | None = None,
         on_epoch_end: Callable[[int, int, bool], None] | None = None,
@@ -243,7 +258,7 @@ class TrainingRun:
 
         Args:
             compute_loss: `batch -> (B,)` per-sample loss of the prepared models.
-            num_examples: how many training examples there are, for the log.
+            num_examples: how many training examples there are, for the log (None for a stream).
             held_out: what is held out for validation, for the log.
             validation: validates every `--validation_steps` steps, every `--save_images_epochs` epochs and after
                 the last step.
@@ -266,7 +281,7 @@ class TrainingRun:
             self.accelerator, self.config, list(self.models.values()), self.optimizer, self.lr_scheduler,
             self.train_dataloader, compute_loss, self.schedule, ema_models=list(self.emas.values()),
             on_step_end=None if validation is None else validation.on_step_end, on_epoch_end=end_epoch,
-            rank_report=RankReport() if self.args.report_ranks else None,
+            rank_report=RankReport() if self.args.report_ranks else None, stream=self.stream,
         )  # fmt: skip
         log_run_start(self.accelerator, self.config, self.schedule, num_examples, held_out)
         self.loop.resume()
