@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Reproduces the bundled checkpoints diffusers_pdae/bundled/ddpm-mnist and pdae-mnist: pre-train the MNIST DPM,
-# draw 1,000 seeded samples from it (judged later by examples/mnist_paper/evaluate_dpm.py), train PDAE on the frozen DPM,
-# then a latent sampler on the PDAE codes (its latent_sampler/ and latent_scheduler/ are copied into pdae-mnist); last,
-# the latent diffusion model ldm-mnist (an autoencoder, then a UNet on its latents; trained on a 2-core CPU).
+# Reproduces the bundled checkpoints diffusers_pdae/bundled/ddpm-mnist, pdae-mnist, ldm-mnist and pdae-ldm-mnist:
+# pre-train the MNIST DPM, draw 1,000 seeded samples from it (judged later by examples/mnist_paper/evaluate_dpm.py),
+# train PDAE on the frozen DPM, then a latent sampler on the PDAE codes (its latent_sampler/ and latent_scheduler/ are
+# copied into pdae-mnist); last, the latent diffusion model ldm-mnist (an autoencoder, then a UNet on its latents) and
+# PDAE on it with its latent sampler (both trained on a 2-core CPU).
 # Made for one GPU (the bundled ones came from an H100/H200, see docs/); on a CPU lower the minutes or expect hours.
 #
 #   bash scripts/train_bundled_checkpoints.sh work_dirs/bundled
@@ -51,3 +52,16 @@ python examples/train_dpm.py --pretrained_vae_model_name_or_path "$out/vq-mnist"
   --train_batch_size 64 --learning_rate 3e-4 --lr_warmup_steps 200 --use_ema --max_train_steps 3984 \
   --checkpointing_steps 1000 --checkpoints_total_limit 1 --save_images_epochs 1000000 \
   --ddpm_num_inference_steps 100 --seed 0
+
+# pdae-ldm-mnist (diffusers_pdae/bundled/pdae-ldm-mnist): PDAE on that LDM, the latents of the 7,992 training digits
+# cached once (--cache_latents), the encoder on the 32-px pixels; on the shared 2-core CPU (one thread), stopped by
+# --max_train_minutes 45 after 2,237 steps (constant learning rate after warm-up: --max_train_steps 2237 is the
+# same run). Then its latent sampler, as for pdae-mnist; the bundle keeps the sampler's output folder's
+# model_index.json and model folders.
+python examples/train_pdae.py --pretrained_model_name_or_path "$out/ldm-mnist" --output_dir "$out/pdae-ldm-mnist" \
+  --train_batch_size 128 --learning_rate 1e-4 --lr_warmup_steps 500 --latent_dim 64 --warm_start_from_unet \
+  --use_ema --cache_latents --max_train_steps 2237 --checkpointing_steps 1000 --checkpoints_total_limit 1 \
+  --save_images_epochs 1000000 --validation_inference_steps 50 --seed 0
+python examples/train_latent_sampler.py --pretrained_model_name_or_path "$out/pdae-ldm-mnist" \
+  --output_dir "$out/pdae-ldm-mnist-sampler" --max_train_steps 10000 --checkpointing_steps 5000 --use_ema \
+  --hidden_dim 256 --num_layers 4 --time_embed_dim 128 --save_images_epochs 1000 --seed 0

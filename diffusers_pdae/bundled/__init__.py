@@ -5,6 +5,7 @@
 - `pdae-mnist`: a `PDAEPipeline` trained on that DPM (the default of `examples/demo.py`);
 - `ldm-mnist`: a latent diffusion model, diffusers' `LDMPipeline` (`vqvae`, `unet`, `scheduler`): a `VQModel` with 4x
   downsampling (32-px digits -> 4x8x8 latents) and a `UNet2DModel` on its latents, trained on the same split;
+- `pdae-ldm-mnist`: a `PDAEPipeline` trained on `ldm-mnist` (its `vae` is `ldm-mnist`'s `vqvae`), with a latent sampler;
 - `mnist.npz`: 10,000 real MNIST digits with a fixed train/test split, read by [`load_mnist`] and friends.
 
 The checkpoints are package data, so [`checkpoint_path`] finds them from any working directory and after a
@@ -30,12 +31,12 @@ from .mnist import (
 )
 
 BUNDLED_DIR = Path(__file__).resolve().parent
-BUNDLED_CHECKPOINTS = ("ddpm-mnist", "pdae-mnist", "ldm-mnist")
+BUNDLED_CHECKPOINTS = ("ddpm-mnist", "pdae-mnist", "ldm-mnist", "pdae-ldm-mnist")
 
 
 def checkpoint_path(name: str) -> str:
-    """The folder of a bundled checkpoint (`"ddpm-mnist"`, `"pdae-mnist"` or `"ldm-mnist"`), ready for
-    `from_pretrained`.
+    """The folder of a bundled checkpoint (`"ddpm-mnist"`, `"pdae-mnist"`, `"ldm-mnist"` or `"pdae-ldm-mnist"`), ready
+    for `from_pretrained`.
 
     Raises:
         `ValueError`: for a name that is not bundled (the message lists those that are).

@@ -75,14 +75,13 @@ def draw_samples(pipeline: PDAEPipeline, args) -> tuple[torch.Tensor, torch.Tens
         args.num_samples,
         args.batch_size,
     )
-    size = pipeline.unet.config.sample_size
-    latents = torch.randn((args.num_samples, pipeline.unet.config.in_channels, size, size), generator=generator)
+    latents = torch.randn((args.num_samples, *pipeline.sample_shape), generator=generator)
 
     def decode(z: torch.Tensor | None):
         def batch(start: int, stop: int) -> torch.Tensor:
             z_part = None if z is None else z[start:stop]
-            images = pipeline.decode(latents[start:stop], z_part, args.num_inference_steps, output_type="latent")
-            return images.images.float().cpu()
+            images = pipeline.decode(latents[start:stop], z_part, args.num_inference_steps, output_type="pt")
+            return from_unit(images.images.float().cpu())
 
         return in_batches(batch, args.num_samples, args.batch_size).clamp(-1, 1)
 
@@ -123,17 +122,22 @@ def to_unit(images: torch.Tensor) -> torch.Tensor:
     return (images.float() / 2 + 0.5).clamp(0, 1)
 
 
+def from_unit(images: torch.Tensor) -> torch.Tensor:
+    """Pixel images in [0, 1] (`output_type="pt"`, whatever space the DPM works in) -> [-1, 1]."""
+    return images * 2 - 1
+
+
 def edit(pipeline: PDAEPipeline, images: torch.Tensor, direction, multiples: list[float], args) -> torch.Tensor:
     """Edited images `(N, len(multiples), 1, H, W)` in [-1, 1]."""
     scales = direction.scales(multiples)
     edited = in_batches(
         lambda start, stop: pipeline.manipulate(
-            images[start:stop], direction.direction, scales, args.num_inference_steps, output_type="latent"
+            images[start:stop], direction.direction, scales, args.num_inference_steps, output_type="pt"
         ).images.cpu(),
         len(images),
         max(args.batch_size // len(multiples), 1),
     )
-    return edited.clamp(-1, 1).reshape(len(images), len(multiples), *images.shape[1:])
+    return from_unit(edited).reshape(len(images), len(multiples), *images.shape[1:])
 
 
 def evaluate_attribute(pipeline, classifier, name: str, train_images, test_images, test_labels, args, out) -> dict:
