@@ -5,7 +5,8 @@
 - `pdae-mnist`: a `PDAEPipeline` trained on that DPM (the default of `examples/demo.py`);
 - `ldm-mnist`: a latent diffusion model, diffusers' `LDMPipeline` (`vqvae`, `unet`, `scheduler`): a `VQModel` with 4x
   downsampling (32-px digits -> 4x8x8 latents) and a `UNet2DModel` on its latents, trained on the same split;
-- `pdae-ldm-mnist`: a `PDAEPipeline` trained on `ldm-mnist` (its `vae` is `ldm-mnist`'s `vqvae`), with a latent sampler;
+- `pdae-ldm-mnist`: a `PDAEPipeline` trained on `ldm-mnist` (its `vae` is `ldm-mnist`'s `vqvae`), with a latent
+  sampler;
 - `mnist.npz`: 10,000 real MNIST digits with a fixed train/test split, read by [`load_mnist`] and friends.
 
 The checkpoints are package data, so [`checkpoint_path`] finds them from any working directory and after a
