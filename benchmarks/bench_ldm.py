@@ -26,7 +26,7 @@ shared with other processes, run with `--threads 1` and read the CPU seconds, wh
 threads contending for two busy cores made even tiny steps up to 10x slower in wall time here).
 Memory: on the CPU, the process's peak RSS (`getrusage(RUSAGE_SELF).ru_maxrss`) at the end, over warm-up and timed
 calls, minus its current RSS (`/proc/self/statm`) once the models and inputs are built; the peak RSS at that point is
-recorded too (`peak_rss_at_build_mib`), so a build transient above the steps' peak shows. On CUDA,
+recorded too (`peak_at_build_mib`), so a build transient above the steps' peak shows. On CUDA,
 `torch.cuda.max_memory_allocated` after `reset_peak_memory_stats` once built, minus the memory then allocated.
 Prints a Markdown table and writes JSON with `--json`.
 """
@@ -34,16 +34,9 @@ Prints a Markdown table and writes JSON with `--json`.
 from __future__ import annotations
 
 import argparse
-import gc
 import json
-import os
 import platform
-import resource
-import statistics
-import subprocess
 import sys
-import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
@@ -52,7 +45,8 @@ import torch
 import torch.nn.functional as F
 from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
 from ldm_layouts import IMAGE_SIZE, LDMComponents, full_size_ldm, parameter_count, scaled_down_ldm
-from step_timing import ddpm_loss_fn, median_seconds, synchronize, training_step
+from measuring import MemoryProbe, run_isolated, timed
+from step_timing import ddpm_loss_fn, training_step
 
 from diffusers_pdae.latent_space import decode_latents, encode_images
 from diffusers_pdae.models import GradientEstimator, PDAEEncoder
@@ -302,73 +296,7 @@ def breakdown_parts(bench: LDMBench) -> dict[str, Callable[[], object]]:
     }
 
 
-# ---------------------------------------------------------------------------------------------------- memory
-
-
-def current_rss_mib() -> float:
-    """This process's resident set size now (Linux `/proc/self/statm`)."""
-    with open("/proc/self/statm") as statm:
-        resident_pages = int(statm.read().split()[1])
-    return resident_pages * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def peak_rss_mib() -> float:
-    """This process's peak resident set size so far (`ru_maxrss`, KiB on Linux)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-class MemoryProbe:
-    """Peak memory of what runs after `start()`, over what is held at `start()` (the built models and inputs)."""
-
-    def __init__(self, device: torch.device):
-        self.device = device
-
-    def start(self) -> None:
-        gc.collect()
-        if self.device.type == "cuda":
-            synchronize(self.device)
-            torch.cuda.reset_peak_memory_stats(self.device)
-            self.at_build = torch.cuda.memory_allocated(self.device) / 2**20
-        else:
-            self.at_build = current_rss_mib()
-            self.peak_at_build = peak_rss_mib()
-
-    def result(self) -> dict[str, float | str]:
-        if self.device.type == "cuda":
-            synchronize(self.device)
-            peak = torch.cuda.max_memory_allocated(self.device) / 2**20
-            return {
-                "memory_kind": "cuda max_memory_allocated",
-                "allocated_at_build_mib": self.at_build,
-                "peak_mib": peak,
-                "peak_over_build_mib": peak - self.at_build,
-            }
-        peak = peak_rss_mib()
-        return {
-            "memory_kind": "cpu ru_maxrss - rss at build",
-            "rss_at_build_mib": self.at_build,
-            "peak_rss_at_build_mib": self.peak_at_build,
-            "peak_mib": peak,
-            "peak_over_build_mib": peak - self.at_build,
-        }
-
-
 # ---------------------------------------------------------------------------------------------------- measuring
-
-
-def timed(call: Callable[[], object], steps: int, warmup: int, device: torch.device) -> dict[str, float]:
-    """`median_seconds` (wall clock) of `call`, and the median CPU seconds (`time.process_time`: this process, all
-    its threads) of the same timed calls: with one thread on a shared CPU, the figure that other processes' load
-    does not inflate."""
-    cpu_seconds = []
-
-    def counted() -> None:
-        started = time.process_time()
-        call()
-        cpu_seconds.append(time.process_time() - started)
-
-    wall = median_seconds(counted, steps, warmup, device)
-    return {"seconds": wall, "cpu_seconds": statistics.median(cpu_seconds[warmup:])}
 
 
 def measure(config: str, args: argparse.Namespace) -> dict:
@@ -429,10 +357,7 @@ def worker_argv(args: argparse.Namespace, config: str, out: str) -> list[str]:
 
 def measure_isolated(config: str, args: argparse.Namespace) -> dict:
     """[`measure`] in a fresh Python process, so its peak memory is its own."""
-    with tempfile.TemporaryDirectory() as folder:
-        out = os.path.join(folder, "result.json")
-        subprocess.run(worker_argv(args, config, out), check=True)
-        return json.loads(Path(out).read_text())
+    return run_isolated(lambda out: worker_argv(args, config, out))
 
 
 # ---------------------------------------------------------------------------------------------------- report

@@ -32,16 +32,9 @@ Prints a Markdown table (and writes JSON with `--json`).
 from __future__ import annotations
 
 import argparse
-import gc
 import json
-import os
 import platform
-import resource
-import statistics
-import subprocess
 import sys
-import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
@@ -58,7 +51,8 @@ from ldm_layouts import (
     scaled_down_ldm,
     scheduler_config,
 )
-from step_timing import median_seconds, synchronize, training_step
+from measuring import MemoryProbe, run_isolated, timed
+from step_timing import training_step
 
 from diffusers_pdae.latent_space import encode_images
 from diffusers_pdae.models import GradientEstimator, PDAEEncoder
@@ -242,50 +236,6 @@ def pdae_step(bench: Bench, checkpointing: bool, seed: int = 0) -> Callable[[], 
     return training_step(loss, trainable, batch_shape, 1000, bench.pixels.device, seed=seed)
 
 
-# ---------------------------------------------------------------------------------------------------- memory
-
-
-def current_rss_mib() -> float:
-    """This process's resident set size now (Linux `/proc/self/statm`)."""
-    with open("/proc/self/statm") as statm:
-        resident_pages = int(statm.read().split()[1])
-    return resident_pages * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def peak_rss_mib() -> float:
-    """This process's peak resident set size so far (`ru_maxrss`, KiB on Linux)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-class MemoryProbe:
-    """Peak memory of what runs after `start()`, over what is held at `start()` (the built models and inputs)."""
-
-    def __init__(self, device: torch.device):
-        self.device = device
-
-    def start(self) -> None:
-        gc.collect()
-        if self.device.type == "cuda":
-            synchronize(self.device)
-            torch.cuda.reset_peak_memory_stats(self.device)
-            self.at_build = torch.cuda.memory_allocated(self.device) / 2**20
-        else:
-            self.at_build = current_rss_mib()
-
-    def result(self) -> dict[str, float | str]:
-        if self.device.type == "cuda":
-            synchronize(self.device)
-            peak, kind = torch.cuda.max_memory_allocated(self.device) / 2**20, "cuda max_memory_allocated"
-        else:
-            peak, kind = peak_rss_mib(), "cpu ru_maxrss - rss at build"
-        return {
-            "memory_kind": kind,
-            "at_build_mib": self.at_build,
-            "peak_mib": peak,
-            "peak_over_build_mib": peak - self.at_build,
-        }
-
-
 # ---------------------------------------------------------------------------------------------------- measuring
 
 
@@ -296,25 +246,17 @@ def measure(layout: str, batch_size: int, checkpointing: bool, args: argparse.Na
     bench = build(layout, batch_size, args)
     step = pdae_step(bench, checkpointing, seed=args.seed)
     probe = MemoryProbe(device)
-    cpu_seconds = []
-
-    def timed_step() -> None:
-        started = time.process_time()
-        step()
-        cpu_seconds.append(time.process_time() - started)
-
     probe.start()
-    seconds = median_seconds(timed_step, args.steps, args.warmup, device)
+    times = timed(step, args.steps, args.warmup, device)
     parameters = {
         "unet": parameter_count(bench.unet),
         "encoder": parameter_count(bench.encoder),
         "gradient_estimator": parameter_count(bench.gradient_estimator),
     }
     return {
-        "seconds": seconds,
-        # This process's CPU time (user + system, all threads) per step, median over the timed steps: on a CPU that
-        # other processes share, the work done, which wall-clock seconds are not.
-        "cpu_seconds": statistics.median(cpu_seconds[args.warmup :]),
+        # Wall-clock seconds, and this process's CPU time (all threads) per step: on a CPU that other processes
+        # share, the work done, which wall-clock seconds are not.
+        **times,
         "calls": {"warmup": args.warmup, "timed": args.steps},
         "parameters": parameters,
         # Gradients and AdamW's exp_avg and exp_avg_sq of encoder and G, in fp32: the part checkpointing leaves.
@@ -345,10 +287,7 @@ def worker_argv(args: argparse.Namespace, layout: str, batch_size: int, checkpoi
 
 def measure_isolated(layout: str, batch_size: int, checkpointing: bool, args: argparse.Namespace) -> dict:
     """[`measure`] in a fresh Python process, so that its peak memory is its own."""
-    with tempfile.TemporaryDirectory() as folder:
-        out = os.path.join(folder, "result.json")
-        subprocess.run(worker_argv(args, layout, batch_size, checkpointing, out), check=True)
-        return json.loads(Path(out).read_text())
+    return run_isolated(lambda out: worker_argv(args, layout, batch_size, checkpointing, out))
 
 
 # ---------------------------------------------------------------------------------------------------- report

@@ -29,6 +29,7 @@ from .folder_checks import (
     check_unet_digest,
     check_weights_fit_config,
     folder_identity,
+    name_components_after,
     naming_folder,
     package_model_classes,
     resolve_pipeline_folder,
@@ -119,6 +120,7 @@ class ImageAutoencoderPipelineMixin:
                     continue  # the folder was swapped mid-read (no snapshot could be made): read the new save
             if folder_identity(folder) == identity or folder != path:
                 check_loaded_weights(pipeline)
+                name_components_after(pipeline, folder, path)
                 pipeline.register_to_config(_name_or_path=path)
                 return pipeline
         raise RuntimeError(f"{path} was replaced {LOAD_ATTEMPTS} times while being read; stop the process saving it.")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib
 import json
 import os
 import shutil
@@ -85,6 +86,17 @@ def link_pipeline_files(folder: str, snapshot: str) -> None:
             os.link(os.path.join(folder, entry), os.path.join(snapshot, entry))
 
 
+def name_components_after(pipeline, snapshot: str, folder: str) -> None:
+    """Each loaded component's recorded origin (`_name_or_path`, set by diffusers to the path it read) as `folder`,
+    the one the user named, not the private snapshot that was read and is gone; a re-saved component carries it."""
+    if snapshot == folder:
+        return
+    for component in pipeline.components.values():
+        origin = dict(getattr(component, "config", None) or {}).get("_name_or_path")
+        if isinstance(origin, str) and origin.startswith(snapshot):
+            component.register_to_config(_name_or_path=folder + origin[len(snapshot) :])
+
+
 def naming_folder(error: Exception, snapshot: str, folder: str) -> Exception:
     """`error` with the private snapshot's path in its message replaced by the folder the user named."""
     if snapshot == folder or snapshot not in str(error):
@@ -106,10 +118,10 @@ def folder_identity(folder: str) -> tuple[int, int] | None:
 
 def package_model_classes() -> dict:
     """The installed package's model classes by name; none when this code runs from a saved folder without it."""
-    try:
-        from diffusers import ModelMixin
+    from diffusers import ModelMixin
 
-        from diffusers_pdae import models
+    try:  # not an import statement: diffusers would warn that the saved copy of this code needs the package
+        models = importlib.import_module("diffusers_pdae.models")
     except ImportError:
         return {}
     found = (getattr(models, name) for name in models.__all__)

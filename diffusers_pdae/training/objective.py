@@ -6,6 +6,7 @@ import os
 
 import torch
 from diffusers import AutoencoderKL, DDPMScheduler, DiffusionPipeline, ModelMixin, UNet2DModel, VQModel
+from diffusers.configuration_utils import FrozenDict
 from diffusers.utils.torch_utils import randn_tensor
 
 from ..latent_space import AUTOENCODER_COMPONENT_NAMES
@@ -43,6 +44,7 @@ def load_frozen_dpm(pretrained_model_name_or_path: str) -> tuple[UNet2DModel, DD
     """
     try:
         unet = UNet2DModel.from_pretrained(pretrained_model_name_or_path, subfolder="unet")
+        as_stored(unet, UNet2DModel.load_config(pretrained_model_name_or_path, subfolder="unet"))
         scheduler = DDPMScheduler.from_pretrained(pretrained_model_name_or_path, subfolder="scheduler")
     except (OSError, ValueError) as error:
         where = (
@@ -103,11 +105,22 @@ def load_frozen_autoencoder(
             "CompVis/ldm-celebahq-256, were trained with 1.0; diffusers issue 6725). Pass --vae_scaling_factor with "
             "the factor the UNet was trained with (1.0 for CompVis' VQ LDMs)."
         )
-    vae = load_autoencoder(pretrained_model_name_or_path, "--pretrained_model_name_or_path")
+    vae = as_stored(load_autoencoder(pretrained_model_name_or_path, "--pretrained_model_name_or_path"), stored)
     if scaling_factor is not None:
         vae.register_to_config(scaling_factor=scaling_factor)
     vae.requires_grad_(False)
     return vae.eval()
+
+
+def as_stored(model: ModelMixin, stored: dict) -> ModelMixin:
+    """`model` with its config as stored (`stored`, its `config.json`), in place: diffusers' `from_pretrained` adds
+    the path it loaded from (`_name_or_path`), which would make the released pipeline's frozen UNet and autoencoder
+    configs differ from the source's and carry the user's local folder to the Hub."""
+    config = {key: value for key, value in model.config.items() if key != "_name_or_path"}
+    if "_name_or_path" in stored:
+        config["_name_or_path"] = stored["_name_or_path"]
+    model._internal_dict = FrozenDict(config)
+    return model
 
 
 def freeze(unet: UNet2DModel) -> UNet2DModel:

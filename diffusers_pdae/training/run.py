@@ -8,6 +8,7 @@ apart.
 from __future__ import annotations
 
 import argparse
+import copy
 import logging
 from collections.abc import Callable
 
@@ -155,9 +156,12 @@ class TrainingRun:
         self.accelerator = make_accelerator(self.config)
         configure_logging(self.accelerator)
         claim_output_dir(self.accelerator, args)
+        # The flags as given, before a script derives any (--resolution from the UNet, say): what each checkpoint
+        # records and what a resume is compared with, so that a resume with the same command line matches.
+        self.given_flags = copy.deepcopy(public_flags(args))
         resume_path = resolve_resume_path(args.resume_from_checkpoint, args.output_dir)
         if resume_path is not None:
-            check_resume(resume_path, public_flags(args), args.max_train_steps)
+            check_resume(resume_path, self.given_flags, args.max_train_steps)
         self.repo_id = start_hub_repo(self.accelerator, args)
         self.noise_generator = seed_run(self.accelerator, self.config.seed)
         self.models: dict[str, torch.nn.Module] = {}
@@ -225,7 +229,7 @@ class TrainingRun:
 
         def describe_checkpoint(folder: str) -> None:
             write_checkpoint_description(folder, pipeline_kind, scheduler, pretrained_model_name_or_path)
-            write_run_flags(folder, public_flags(self.args))
+            write_run_flags(folder, self.given_flags)
 
         register_checkpoint_hooks(accelerator, self.models, self.emas, self.noise_generator, describe_checkpoint)
         for ema_model in self.emas.values():

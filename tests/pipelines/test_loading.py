@@ -115,3 +115,13 @@ def test_variants_load_as_diffusers_loads_them(tmp_path):
     loaded = PDAEPipeline.from_pretrained(tmp_path / "fp16", variant="fp16")
     images = tiny_images(2)
     assert torch.equal(loaded.encode(images), pipe.encode(images))
+
+
+def test_loaded_components_name_the_folder_they_came_from(tmp_path):
+    """Loading reads a private hard-linked snapshot of the folder; each component's recorded origin (diffusers'
+    `_name_or_path`, which a re-save writes into its config) is the folder the user named, not that snapshot."""
+    tiny_pipeline().save_pretrained(tmp_path / "pipe")
+    loaded = PDAEPipeline.from_pretrained(tmp_path / "pipe")
+    for name in ("unet", "encoder", "gradient_estimator"):
+        assert getattr(loaded, name).config["_name_or_path"] == str(tmp_path / "pipe" / name), name
+    assert loaded.config["_name_or_path"] == str(tmp_path / "pipe")

@@ -50,8 +50,8 @@ def test_training_on_a_latent_dpm_releases_a_latent_pipeline(train_pdae, tiny_ld
     train_pdae.main(["--pretrained_model_name_or_path", tiny_ldm, "--output_dir", str(out),
                      "--max_train_steps", "2", *FAST_FLAGS])  # fmt: skip
     for source, released in (("vqvae", "vae"), ("unet", "unet")):  # the frozen models, byte for byte
-        weights = "diffusion_pytorch_model.safetensors"
-        assert Path(tiny_ldm, source, weights).read_bytes() == (out / released / weights).read_bytes(), source
+        for name in ("diffusion_pytorch_model.safetensors", "config.json"):
+            assert Path(tiny_ldm, source, name).read_bytes() == (out / released / name).read_bytes(), (source, name)
     pipe = PDAEPipeline.from_pretrained(out)
     pipe.set_progress_bar_config(disable=True)
     images = tiny_images(2, size=32)
@@ -62,6 +62,18 @@ def test_training_on_a_latent_dpm_releases_a_latent_pipeline(train_pdae, tiny_ld
     info = json.loads((out / "training_info.json").read_text())
     assert info["flags"]["autoencoder"] == "VQModel" and info["flags"]["resolution"] == 32
     assert "is a latent diffusion model" in (out / "README.md").read_text()
+
+
+def test_a_run_resumes_with_the_command_line_that_started_it(train_pdae, tiny_ldm, tmp_path):
+    """What the script derives (--resolution from the UNet and the autoencoder, the autoencoder's class) is not a
+    flag the user changed: resuming with the same command line continues the run."""
+    out = tmp_path / "run"
+    argv = ["--pretrained_model_name_or_path", tiny_ldm, "--output_dir", str(out), "--checkpointing_steps", "1",
+            *FAST_FLAGS]  # fmt: skip
+    train_pdae.main([*argv, "--max_train_steps", "1"])
+    train_pdae.main([*argv, "--max_train_steps", "2", "--resume_from_checkpoint", "latest"])
+    info = json.loads((out / "training_info.json").read_text())
+    assert info["global_step"] == 2 and info["flags"]["resolution"] == 32
 
 
 @pytest.mark.parametrize(

@@ -65,7 +65,7 @@ def test_resume_by_name_inside_the_output_dir_and_exact_step_counts(tiny_dpm, tm
     assert missing.returncode != 0 and "checkpoints there: checkpoint-2, checkpoint-4" in missing.stderr
 
 
-@pytest.mark.slow  # whole script launches (about 14 s): the end-to-end suite keeps make test under 3 minutes
+@pytest.mark.slow  # whole script launches (about 14 s): the end-to-end suite keeps make test short
 def test_a_checkpoint_exports_to_the_pipeline_the_run_would_have_saved(tiny_dpm, tmp_path):
     out = tmp_path / "run"
     assert_ok(launch(TRAIN_PDAE, ["--pretrained_model_name_or_path", tiny_dpm, "--output_dir", str(out),
@@ -94,7 +94,7 @@ def test_push_to_hub_that_cannot_reach_the_hub_fails_before_training(tiny_dpm, t
     assert "Running training" not in result.stderr and len(own.splitlines()) < 40
 
 
-@pytest.mark.slow  # whole script launches (about 14 s): the end-to-end suite keeps make test under 3 minutes
+@pytest.mark.slow  # whole script launches (about 14 s): the end-to-end suite keeps make test short
 def test_a_missing_logger_or_an_unreachable_dpm_is_named_before_training(tiny_dpm, tmp_path):
     result = launch(TRAIN_PDAE, ["--pretrained_model_name_or_path", tiny_dpm, "--output_dir", str(tmp_path / "a"),
                                  "--logger", "wandb", *FAST_FLAGS])  # fmt: skip
