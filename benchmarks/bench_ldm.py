@@ -43,8 +43,8 @@ from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
-from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
-from ldm_layouts import IMAGE_SIZE, LDMComponents, full_size_ldm, parameter_count, scaled_down_ldm
+from diffusers import DDIMScheduler, DDPMScheduler
+from ldm_layouts import IMAGE_SIZE, LDMComponents, full_size_ldm, light_pixel_encoder, parameter_count, scaled_down_ldm
 from measuring import MemoryProbe, run_isolated, timed
 from step_timing import ddpm_loss_fn, training_step
 
@@ -52,7 +52,6 @@ from diffusers_pdae.latent_space import decode_latents, encode_images
 from diffusers_pdae.models import GradientEstimator, PDAEEncoder
 from diffusers_pdae.models.unet_features import unet_forward_with_features
 from diffusers_pdae.pipelines import PDAEPipeline
-from diffusers_pdae.training.encoder_choice import LIGHT_DEFAULTS, build_encoder
 from diffusers_pdae.training.objective import pdae_training_loss
 
 LAYOUTS = {"full": full_size_ldm, "scaled": scaled_down_ldm}
@@ -102,15 +101,6 @@ class LDMBench(NamedTuple):
     encoder: PDAEEncoder | None
     gradient_estimator: GradientEstimator | None
     pixels: torch.Tensor
-
-
-def light_pixel_encoder(
-    unet: UNet2DModel, latent_dim: int, in_channels: int = 3, sample_size: int = IMAGE_SIZE
-) -> PDAEEncoder:
-    """The encoder `train_pdae.py` builds by default (`--encoder_type light`, `LIGHT_DEFAULTS`) for a latent DPM:
-    it reads the pixel images (`in_channels` x `sample_size`^2), not the latents."""
-    args = argparse.Namespace(encoder_type="light", latent_dim=latent_dim, **LIGHT_DEFAULTS)
-    return build_encoder(args, unet, image_geometry=(in_channels, sample_size))
 
 
 def build(layout: str, device: torch.device, latent_dim: int, batch_size: int, seed: int, pdae: bool) -> LDMBench:

@@ -46,6 +46,7 @@ from ldm_layouts import (
     LDMComponents,
     downsampling_factor,
     full_size_ldm,
+    light_pixel_encoder,
     parameter_count,
     published_config,
     scaled_down_ldm,
@@ -56,7 +57,6 @@ from step_timing import training_step
 
 from diffusers_pdae.latent_space import encode_images
 from diffusers_pdae.models import GradientEstimator, PDAEEncoder
-from diffusers_pdae.training.encoder_choice import LIGHT_DEFAULTS
 from diffusers_pdae.training.objective import pdae_training_loss
 
 # google/ddpm-celebahq-256's UNet2DModel config (113.7M parameters), for random weights.
@@ -165,17 +165,6 @@ class Bench(NamedTuple):
     vqvae: VQModel | None
 
 
-def light_encoder(latent_dim: int, in_channels: int, sample_size: int) -> PDAEEncoder:
-    """`train_pdae.py`'s default encoder (`--encoder_type light`, `LIGHT_DEFAULTS`) for images of this size."""
-    return PDAEEncoder(
-        in_channels=in_channels,
-        sample_size=sample_size,
-        latent_dim=latent_dim,
-        block_out_channels=tuple(LIGHT_DEFAULTS["encoder_block_out_channels"]),
-        norm_num_groups=LIGHT_DEFAULTS["encoder_norm_num_groups"],
-    )
-
-
 def build(layout: str, batch_size: int, args: argparse.Namespace) -> Bench:
     """Random seeded models of `layout` on `args.device`: the frozen UNet (and VQ model), the light encoder and G."""
     device = torch.device(args.device)
@@ -192,7 +181,7 @@ def build(layout: str, batch_size: int, args: argparse.Namespace) -> Bench:
         channels, size = vqvae.config.in_channels, unet.config.sample_size * downsampling_factor(vqvae)
     unet.requires_grad_(False).eval().to(device)
     torch.manual_seed(args.seed + 2)
-    encoder = light_encoder(args.latent_dim, channels, size).to(device).train()
+    encoder = light_pixel_encoder(unet, args.latent_dim, channels, size).to(device).train()
     estimator = GradientEstimator.from_unet(unet, latent_dim=args.latent_dim, noise_scheduler=scheduler)
     estimator.to(device).train()
     generator = torch.Generator().manual_seed(args.seed + 3)

@@ -34,6 +34,9 @@ from typing import NamedTuple
 import torch
 from diffusers import DDIMScheduler, LDMPipeline, UNet2DModel, VQModel
 
+from diffusers_pdae.models import PDAEEncoder
+from diffusers_pdae.training.encoder_choice import LIGHT_DEFAULTS, build_encoder
+
 REPO = Path(__file__).resolve().parents[1]
 CONFIG_DIR = REPO / "docs" / "configs" / "ldm-celebahq-256"
 CONFIG_FILES = {
@@ -210,3 +213,13 @@ def main(argv: list[str] | None = None) -> dict:
 
 if __name__ == "__main__":
     main()
+
+
+def light_pixel_encoder(
+    unet: UNet2DModel, latent_dim: int, in_channels: int = 3, sample_size: int = IMAGE_SIZE
+) -> PDAEEncoder:
+    """The encoder `train_pdae.py` builds by default (`--encoder_type light`, `LIGHT_DEFAULTS`) for `unet`'s DPM,
+    reading images of `in_channels` x `sample_size`^2: a latent DPM's pixel images (not its latents), or a pixel DPM's
+    own samples."""
+    args = argparse.Namespace(encoder_type="light", latent_dim=latent_dim, **LIGHT_DEFAULTS)
+    return build_encoder(args, unet, image_geometry=(in_channels, sample_size))

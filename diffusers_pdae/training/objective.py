@@ -108,8 +108,7 @@ def load_frozen_autoencoder(
     vae = as_stored(load_autoencoder(pretrained_model_name_or_path, "--pretrained_model_name_or_path"), stored)
     if scaling_factor is not None:
         vae.register_to_config(scaling_factor=scaling_factor)
-    vae.requires_grad_(False)
-    return vae.eval()
+    return freeze(vae)
 
 
 def as_stored(model: ModelMixin, stored: dict) -> ModelMixin:
@@ -123,10 +122,11 @@ def as_stored(model: ModelMixin, stored: dict) -> ModelMixin:
     return model
 
 
-def freeze(unet: UNet2DModel) -> UNet2DModel:
-    """Put the pre-trained UNet in eval mode with no trainable parameters (PDAE never updates it)."""
-    unet.requires_grad_(False)
-    return unet.eval()
+def freeze(model: ModelMixin) -> ModelMixin:
+    """Put a pre-trained model (the UNet, the autoencoder) in eval mode with no trainable parameters (PDAE never
+    updates it)."""
+    model.requires_grad_(False)
+    return model.eval()
 
 
 def pdae_training_loss(
