@@ -50,7 +50,7 @@ from step_timing import ddpm_loss_fn, training_step
 
 from diffusers_pdae.latent_space import decode_latents, encode_images
 from diffusers_pdae.models import GradientEstimator, PDAEEncoder
-from diffusers_pdae.models.unet_features import unet_forward_with_features
+from diffusers_pdae.models.frozen_denoiser import frozen_denoiser
 from diffusers_pdae.pipelines import PDAEPipeline
 from diffusers_pdae.training.objective import pdae_training_loss
 
@@ -225,7 +225,7 @@ def breakdown_parts(bench: LDMBench) -> dict[str, Callable[[], object]]:
     timesteps = torch.randint(0, 1000, latents.shape[:1], generator=generator, device=device)
     noisy = scheduler.add_noise(latents, noise, timesteps)
     with torch.no_grad():
-        features = unet_forward_with_features(unet.eval(), noisy, timesteps)
+        features = frozen_denoiser(unet.eval()).forward_with_features(noisy, timesteps).features
         z_fixed = encoder.eval()(pixels).z
     unet_optimizer = torch.optim.AdamW(unet.parameters(), lr=1e-4)
     pdae_optimizer = torch.optim.AdamW([*encoder.parameters(), *estimator.parameters()], lr=1e-4)
@@ -248,7 +248,7 @@ def breakdown_parts(bench: LDMBench) -> dict[str, Callable[[], object]]:
     @torch.no_grad()
     def frozen_unet_pass() -> None:
         unet.requires_grad_(False).eval()
-        unet_forward_with_features(unet, noisy, timesteps)
+        frozen_denoiser(unet).forward_with_features(noisy, timesteps)
 
     def encoder_forward_backward() -> None:
         encoder.train()(pixels).z.square().mean().backward()
@@ -256,7 +256,7 @@ def breakdown_parts(bench: LDMBench) -> dict[str, Callable[[], object]]:
 
     def gradient_estimator_forward_backward() -> None:
         z = z_fixed.clone().requires_grad_(True)
-        output = estimator.train()(features.down_block_res_samples, features.mid_block_res_sample, features.temb, z)
+        output = estimator.train()(features, z)
         output.sample.square().mean().backward()
         estimator.zero_grad(set_to_none=True)
 

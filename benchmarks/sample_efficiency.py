@@ -118,8 +118,8 @@ class PDAEMethod:
     name = "pdae"
 
     def __init__(self, args, device: torch.device):
-        self.unet, self.scheduler = load_frozen_dpm(args.pretrained)
-        self.unet.to(device)
+        denoiser, self.scheduler = load_frozen_dpm(args.pretrained)
+        self.unet = denoiser.model.to(device)
         self.encoder = light_encoder_for(self.unet, args.latent_dim).to(device)
         self.gradient_estimator = GradientEstimator.from_unet(
             self.unet, args.latent_dim, warm_start=True, noise_scheduler=self.scheduler

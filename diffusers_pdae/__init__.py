@@ -12,13 +12,15 @@ The top level holds the method only. Around it: `diffusers_pdae.training` (the A
 from .directions import AttributeDirection, fit_attribute_direction
 from .models import (
     DiffAEUNet2DModel,
+    FrozenDenoiser,
     GradientEstimator,
     LatentSampler,
     PDAEEncoder,
     PDAEResidualEncoder,
     PDAETransformersEncoder,
+    frozen_denoiser,
     load_encoder,
-    unet_forward_with_features,
+    pdae_noise_prediction,
 )
 from .pdae_math import loss_weights, pdae_loss, shift_coefficients
 from .pipelines import DiffAEPipeline, PDAEPipeline
@@ -34,6 +36,7 @@ __all__ = [
     "AttributeDirection",
     "DiffAEPipeline",
     "DiffAEUNet2DModel",
+    "FrozenDenoiser",
     "GradientEstimator",
     "LatentSampler",
     "PDAEEncoder",
@@ -41,9 +44,10 @@ __all__ = [
     "PDAEResidualEncoder",
     "PDAETransformersEncoder",
     "fit_attribute_direction",
+    "frozen_denoiser",
     "load_encoder",
     "loss_weights",
     "pdae_loss",
+    "pdae_noise_prediction",
     "shift_coefficients",
-    "unet_forward_with_features",
 ]

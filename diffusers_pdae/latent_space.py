@@ -66,3 +66,13 @@ def decode_latents(vae: ModelMixin, latents: torch.Tensor) -> torch.Tensor:
     """Diffusion latents -> pixel images `(B, C, H, W)` in about [-1, 1] (unclipped), as `LDMPipeline` and
     `DiTPipeline` decode them: `vae.decode(latents / scaling_factor)` (a `VQModel` quantizes first)."""
     return vae.decode(latents / vae.config.scaling_factor).sample
+
+
+def encoder_reads_pixels(encoder_config, image_shape: tuple[int, int, int]) -> bool:
+    """Whether a PDAE encoder reads the pixel images rather than the diffusion model's samples: the one rule, by size.
+
+    For a pixel DPM both are the same images. For a latent DPM the encoder reads the pixels (the default of
+    `train_pdae.py`: the code describes the picture) when its `sample_size` is the pixel height `image_shape[1]`,
+    else the autoencoder's latents.
+    """
+    return encoder_config["sample_size"] == image_shape[1]

@@ -181,7 +181,26 @@ def pdae_loss(
     """
     betas = torch.as_tensor(betas, device=noise.device)
     eps_hat = shifted_noise_prediction(noise_pred.float(), gradient.float(), timesteps, shift_coefficients(betas))
-    squared_error = (noise.float() - eps_hat).pow(2).mean(dim=tuple(range(1, noise.ndim)))
+    return weighted_noise_loss(noise, eps_hat, timesteps, betas, gamma)
+
+
+def weighted_noise_loss(
+    noise: torch.Tensor, eps_hat: torch.Tensor, timesteps: torch.Tensor, betas: torch.Tensor, gamma: float = 0.1
+) -> torch.Tensor:
+    """lambda_t * ||eps - eps_hat||^2 per sample, averaged over pixels: [`pdae_loss`] given the shifted prediction.
+
+    Args:
+        noise (`torch.Tensor` of shape `(B, C, H, W)`): eps used to make x_t.
+        eps_hat (`torch.Tensor` of shape `(B, C, H, W)`): the shifted noise prediction.
+        timesteps (`torch.Tensor` of shape `(B,)`): training timesteps of each sample.
+        betas (`torch.Tensor` of shape `(T,)`): the training schedule's betas.
+        gamma (`float`, defaults to 0.1): exponent of the SNR in lambda_t.
+
+    Returns:
+        `torch.Tensor` of shape `(B,)`, in float32 or the inputs' dtype if wider.
+    """
+    betas = torch.as_tensor(betas, device=noise.device)
+    squared_error = (noise.float() - eps_hat.float()).pow(2).mean(dim=tuple(range(1, noise.ndim)))
     weights = gather_per_sample(loss_weights(betas, gamma), timesteps, squared_error)
     return weights * squared_error
 

@@ -1,11 +1,11 @@
-"""Train PDAE's encoder and gradient estimator on a frozen, pre-trained diffusers UNet2DModel.
+"""Train PDAE's encoder and gradient estimator on a frozen, pre-trained diffusers diffusion model.
 
     accelerate launch examples/train_pdae.py --output_dir pdae-mnist --max_train_steps 20000   # on the bundled DPM
 
 Flags follow diffusers' `examples/unconditional_image_generation/train_unconditional.py`. Without
 --pretrained_model_name_or_path it trains on the bundled MNIST DPM; without --dataset_name or --train_data_dir on the
 bundled MNIST "train" split (offline). Only the encoder and G are optimised; the
-UNet stays frozen in the weight dtype. The output folder is a complete `PDAEPipeline`.
+frozen model stays frozen in the weight dtype. The output folder is a complete `PDAEPipeline`.
 
 A latent DPM (an `LDMPipeline` folder or Hub id: `unet`, `vqvae` or `vae`, `scheduler`) is trained in its latent
 space: the frozen autoencoder encodes each batch, the UNet and G work on the latents, the encoder reads the pixel
@@ -18,7 +18,7 @@ import argparse
 
 import PIL.Image
 import torch
-from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
+from diffusers import DDIMScheduler, DDPMScheduler
 
 import diffusers_pdae  # noqa: F401  (registers the PDAE classes for saving/loading)
 from diffusers_pdae import GradientEstimator, PDAEPipeline, load_encoder
@@ -26,8 +26,9 @@ from diffusers_pdae.bundled import checkpoint_path
 from diffusers_pdae.data import HeldOut, dataset_size, load_training_dataset, validation_images
 from diffusers_pdae.data.latent_cache import CachedLatentDataset
 from diffusers_pdae.image_utils import labelled_rows
-from diffusers_pdae.latent_space import downsampling_factor
+from diffusers_pdae.latent_space import downsampling_factor, encoder_reads_pixels
 from diffusers_pdae.models.encoders import EncoderModel
+from diffusers_pdae.models.frozen_denoiser import FrozenDenoiser, frozen_denoiser
 from diffusers_pdae.models.gradient_estimator import noise_schedule_of
 from diffusers_pdae.training import (
     TrainingRun,
@@ -151,12 +152,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def check_image_geometry(args, unet: UNet2DModel, vae) -> None:
+def check_image_geometry(args, denoiser: FrozenDenoiser, vae) -> None:
     """--resolution is the size of the images the DPM makes: the UNet's samples, or for a latent DPM what its
     autoencoder decodes them to (set it when not given; refuse another value naming the right one)."""
-    size = unet.config.sample_size if vae is None else unet.config.sample_size * downsampling_factor(vae)
+    sample_size = frozen_denoiser(denoiser).sample_shape[1]
+    size = sample_size if vae is None else sample_size * downsampling_factor(vae)
     what = "the UNet's sample_size" if vae is None else (
-        f"the UNet's sample_size {unet.config.sample_size} times the autoencoder's downsampling factor "
+        f"the UNet's sample_size {sample_size} times the autoencoder's downsampling factor "
         f"{downsampling_factor(vae)}: a latent DPM's --resolution is its pixel size"
     )  # fmt: skip
     for flag in ("vae_scaling_factor", "cache_latents"):
@@ -176,20 +178,21 @@ def check_image_geometry(args, unet: UNet2DModel, vae) -> None:
 
 
 def build_trainable_models(
-    args, unet: UNet2DModel, noise_scheduler: DDPMScheduler, image_channels: int
+    args, denoiser: FrozenDenoiser, noise_scheduler: DDPMScheduler, image_channels: int
 ) -> tuple[EncoderModel, GradientEstimator]:
-    """A fresh encoder (of `image_channels`-channel images at --resolution) and G for `unet`, or the ones of
-    --init_from_pipeline (checked against `unet`)."""
+    """A fresh encoder (of `image_channels`-channel images at --resolution) and G for the frozen model, or the ones of
+    --init_from_pipeline (checked against it)."""
+    denoiser = frozen_denoiser(denoiser)
     if args.init_from_pipeline is not None:
         encoder = load_encoder(args.init_from_pipeline, subfolder="encoder")
         gradient_estimator = GradientEstimator.from_pretrained(args.init_from_pipeline, subfolder="gradient_estimator")
-        gradient_estimator.check_compatible(unet)
+        gradient_estimator.check_compatible(denoiser)
         gradient_estimator.check_schedule(noise_scheduler)
         gradient_estimator.register_to_config(train_noise_schedule=noise_schedule_of(noise_scheduler))
     else:
-        encoder = build_encoder(args, unet, (image_channels, args.resolution))
-        gradient_estimator = GradientEstimator.from_unet(
-            unet,
+        encoder = build_encoder(args, denoiser, (image_channels, args.resolution))
+        gradient_estimator = GradientEstimator.from_denoiser(
+            denoiser,
             latent_dim=args.latent_dim,
             warm_start=args.warm_start_from_unet,
             noise_scheduler=noise_scheduler,
@@ -210,16 +213,17 @@ def main(argv=None):
     args = parse_args(argv)
     run = TrainingRun(args, "train_pdae")
 
-    unet, noise_scheduler = load_frozen_dpm(args.pretrained_model_name_or_path)
+    denoiser, noise_scheduler = load_frozen_dpm(args.pretrained_model_name_or_path)
     vae = load_frozen_autoencoder(args.pretrained_model_name_or_path, args.vae_scaling_factor)
-    check_image_geometry(args, unet, vae)
-    for model in (unet, vae):
+    check_image_geometry(args, denoiser, vae)
+    for model in (denoiser.model, vae):
         if model is not None:
             run.prepare_frozen(model)
 
-    image_channels = unet.config.in_channels if vae is None else vae.config.in_channels
-    encoder, gradient_estimator = build_trainable_models(args, unet, noise_scheduler, image_channels)
-    reads_pixels = vae is not None and encoder.config.sample_size == args.resolution
+    image_channels = denoiser.sample_shape[0] if vae is None else vae.config.in_channels
+    encoder, gradient_estimator = build_trainable_models(args, denoiser, noise_scheduler, image_channels)
+    image_shape = (image_channels, args.resolution, args.resolution)
+    reads_pixels = vae is not None and encoder_reads_pixels(encoder.config, image_shape)
 
     def images_from(train_data_dir: str | None, dataset_name: str | None = None, random_flip: bool = False, **kw):
         return load_training_dataset(
@@ -255,11 +259,11 @@ def main(argv=None):
             clean, noise_scheduler.config.num_train_timesteps, run.noise_generator
         )
         return pdae_training_loss(
-            unet, encoder, gradient_estimator, noise_scheduler, clean, noise, timesteps, args.lambda_gamma,
+            denoiser, encoder, gradient_estimator, noise_scheduler, clean, noise, timesteps, args.lambda_gamma,
             encoder_input=images if reads_pixels else None,
         )  # fmt: skip
 
-    def build_pipeline(frozen: tuple = (unet, vae)) -> PDAEPipeline:
+    def build_pipeline(frozen: tuple = (denoiser.model, vae)) -> PDAEPipeline:
         scheduler = DDIMScheduler.from_config(noise_scheduler.config, clip_sample=False)
         final_encoder, final_estimator = run.final_model("encoder"), run.final_model("gradient_estimator")
         pipeline = PDAEPipeline(frozen[0], scheduler, final_encoder.eval(), final_estimator.eval(), vae=frozen[1])
@@ -267,13 +271,13 @@ def main(argv=None):
         return pipeline
 
     def release_pipeline() -> PDAEPipeline:
-        if unet.dtype == torch.float32:
+        if denoiser.dtype == torch.float32:
             return build_pipeline()
         # The frozen models ran in the weight dtype (bf16/fp16): release the pre-trained weights themselves, not
         # their rounding, and leave the training copies as they are.
-        original_unet, _ = load_frozen_dpm(args.pretrained_model_name_or_path)
+        original, _ = load_frozen_dpm(args.pretrained_model_name_or_path)
         original_vae = load_frozen_autoencoder(args.pretrained_model_name_or_path, args.vae_scaling_factor)
-        return build_pipeline((original_unet, original_vae))
+        return build_pipeline((original.model, original_vae))
 
     def measure(global_step: int) -> tuple[dict, PIL.Image.Image]:
         pipeline = build_pipeline()

@@ -55,7 +55,7 @@ def owner(path: Path) -> str:
 
 def test_the_import_rules_see_real_imports():
     imports = imported_modules(PACKAGE_DIR / "pipelines" / "pipeline_pdae.py")
-    assert {"sampling", "pipelines.autoencoder", "models.unet_features"} <= imports
+    assert {"sampling", "pipelines.autoencoder", "models.frozen_denoiser"} <= imports
 
 
 @pytest.mark.parametrize("path", package_modules(), ids=lambda path: str(path.relative_to(PACKAGE_DIR)))
@@ -72,3 +72,37 @@ def test_imports_point_down_the_layers(path):
 @pytest.mark.parametrize("path", package_modules(), ids=lambda path: str(path.relative_to(PACKAGE_DIR)))
 def test_no_module_is_over_400_lines(path):
     assert len(path.read_text().splitlines()) <= MAX_LINES
+
+
+# The frozen models' classes: only their adapter (models/frozen_denoiser.py) may import them, so that a new family
+# costs one adapter, not edits everywhere (docs/architecture.md, "The seam").
+FROZEN_MODEL_CLASSES = {"UNet2DModel", "UNet2DConditionModel", "DiTTransformer2DModel", "Transformer2DModel"}
+ADAPTER_MODULE = PACKAGE_DIR / "models" / "frozen_denoiser.py"
+EXAMPLES_DIR = PACKAGE_DIR.parent / "examples"
+# The example scripts that serve a frozen model. Left out: train_dpm.py (it makes DPMs: the UNet it trains is not
+# frozen), the MNIST study (a class-conditional UNet as a reference model) and benchmarks/ (random-weight layouts).
+SERVING_SCRIPTS = sorted(path for path in EXAMPLES_DIR.glob("*.py") if path.name != "train_dpm.py")
+
+
+def imported_names(path: Path) -> set[str]:
+    """Every name `path` imports with `from ... import name` (any module)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            found.update(alias.name for alias in node.names)
+    return found
+
+
+def test_the_frozen_model_rule_sees_real_imports():
+    assert {"UNet2DModel"} <= imported_names(ADAPTER_MODULE)
+    assert "UNet2DModel" in imported_names(EXAMPLES_DIR / "train_dpm.py")
+
+
+@pytest.mark.parametrize(
+    "path",
+    [path for path in package_modules() + SERVING_SCRIPTS if path != ADAPTER_MODULE],
+    ids=lambda path: str(path.relative_to(PACKAGE_DIR.parent)),
+)
+def test_only_the_adapter_imports_the_frozen_model_classes(path):
+    named = sorted(imported_names(path) & FROZEN_MODEL_CLASSES)
+    assert not named, f"{path.name} imports {named}; reach the frozen model through models/frozen_denoiser.py"

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from diffusers import UNet2DModel
+from diffusers import ModelMixin
 from tqdm.auto import tqdm
 
 from ..pdae_math import cumulative_alphas, posterior_mean, predict_original_sample
@@ -94,7 +94,7 @@ def noisy_samples(
 @torch.no_grad()
 def noise_predictions(
     pipeline: PDAEPipeline,
-    conditional_unet: UNet2DModel | None,
+    conditional_unet: ModelMixin | None,
     sample: torch.Tensor,
     timestep: int,
     codes: torch.Tensor,
@@ -117,7 +117,7 @@ def diffusion_curves(
     images: torch.Tensor,
     labels: torch.Tensor,
     timesteps: list[int],
-    conditional_unet: UNet2DModel | None = None,
+    conditional_unet: ModelMixin | None = None,
     seed: int = 0,
     batch_size: int = 128,
 ) -> DiffusionCurves:

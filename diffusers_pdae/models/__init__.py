@@ -1,12 +1,13 @@
 from .diffae_unet import DiffAEUNet2DModel
 from .encoder import PDAEEncoder, PDAEEncoderOutput
 from .encoders import ENCODER_CLASSES, load_encoder
+from .frozen_denoiser import FrozenDenoiser, FrozenPass, UNetFeatures, frozen_denoiser, load_denoiser_model
 from .gradient_estimator import GradientEstimator, GradientEstimatorOutput
 from .gradient_estimator_blocks import GradientEstimatorUpBlock, ZShiftResnetBlock2D
 from .latent_sampler import LatentSampler, LatentSamplerOutput
+from .pdae_prediction import pdae_noise_prediction
 from .residual_encoder import PDAEResidualEncoder
 from .transformers_encoder import PDAETransformersEncoder
-from .unet_features import UNetFeatures, check_unet_supported, unet_forward_with_features
 
 __all__ = [
     "ENCODER_CLASSES",
@@ -20,9 +21,12 @@ __all__ = [
     "PDAEEncoderOutput",
     "PDAEResidualEncoder",
     "PDAETransformersEncoder",
+    "FrozenDenoiser",
+    "FrozenPass",
     "UNetFeatures",
     "ZShiftResnetBlock2D",
-    "check_unet_supported",
+    "frozen_denoiser",
     "load_encoder",
-    "unet_forward_with_features",
+    "load_denoiser_model",
+    "pdae_noise_prediction",
 ]

@@ -10,7 +10,7 @@ two methods can be compared at the same network size (see `benchmarks/sample_eff
 from __future__ import annotations
 
 import torch
-from diffusers import ConfigMixin, ModelMixin, UNet2DModel
+from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import FrozenDict, register_to_config
 from diffusers.models.activations import get_activation
 from diffusers.models.embeddings import TimestepEmbedding, Timesteps
@@ -18,8 +18,8 @@ from diffusers.models.unets.unet_2d import UNet2DOutput
 from torch import nn
 
 from .diffae_blocks import DiffAEDownBlock, DiffAEMidBlock
+from .frozen_denoiser import SUPPORTED_DOWN_BLOCKS, SUPPORTED_UP_BLOCKS
 from .gradient_estimator_blocks import GradientEstimatorUpBlock
-from .unet_features import SUPPORTED_DOWN_BLOCKS, SUPPORTED_UP_BLOCKS
 
 # `UNet2DModel` config entries that define the layout: the ones `from_unet_config` copies to mirror a UNet.
 MIRRORED_UNET_CONFIG_KEYS = (
@@ -203,7 +203,7 @@ class DiffAEUNet2DModel(ModelMixin, ConfigMixin):
 
     @classmethod
     def from_unet_config(
-        cls, unet_config_or_model: UNet2DModel | dict | FrozenDict, latent_dim: int = 64, **overrides
+        cls, unet_config_or_model: ModelMixin | dict | FrozenDict, latent_dim: int = 64, **overrides
     ) -> DiffAEUNet2DModel:
         """A freshly initialised baseline with exactly the layout of a `UNet2DModel` (its config or the model).
 
@@ -219,7 +219,7 @@ class DiffAEUNet2DModel(ModelMixin, ConfigMixin):
             `ValueError`: if the UNet uses an option this model cannot mirror (a class embedding, a non-positional
                 time embedding, input centring, no mid block, other block types).
         """
-        config = unet_config_or_model.config if isinstance(unet_config_or_model, UNet2DModel) else unet_config_or_model
+        config = unet_config_or_model.config if isinstance(unet_config_or_model, ModelMixin) else unet_config_or_model
         unsupported = [
             f"{key}={config[key]!r}"
             for key, value in UNSUPPORTED_UNET_OPTIONS.items()

@@ -5,15 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from diffusers import ConfigMixin, ModelMixin, UNet2DModel
+from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
 from diffusers.models.activations import get_activation
 from diffusers.schedulers import SchedulerMixin
 from diffusers.utils import BaseOutput
 from torch import nn
 
+from .frozen_denoiser import SUPPORTED_UP_BLOCKS, UNET_LAYOUT_KEYS, FrozenDenoiser, UNetFeatures, frozen_denoiser
 from .gradient_estimator_blocks import GradientEstimatorUpBlock
-from .unet_features import SUPPORTED_UP_BLOCKS, UNetFeatures, check_unet_supported
 
 # Scheduler config entries that define the noise schedule G was trained with; a pipeline must use the same.
 # What G's training fixed about the DPM's scheduler: the noise schedule (c_t and lambda_t depend on it) and what the
@@ -22,18 +22,9 @@ NOISE_SCHEDULE_KEYS = (
     "num_train_timesteps", "beta_schedule", "beta_start", "beta_end", "trained_betas", "prediction_type",
 )  # fmt: skip
 
-# UNet2DModel config entries a GradientEstimator shares with its UNet: `from_unet` copies them, `check_compatible`
-# requires them equal.
-UNET_KEYS_SHARED_WITH_G = (
-    "sample_size",
-    "out_channels",
-    "block_out_channels",
-    "up_block_types",
-    "layers_per_block",
-    "norm_num_groups",
-    "resnet_time_scale_shift",
-    "upsample_type",
-)
+# Config entries a GradientEstimator shares with its frozen model's layout: `from_denoiser` copies them,
+# `check_compatible` requires them equal.
+UNET_KEYS_SHARED_WITH_G = UNET_LAYOUT_KEYS
 
 
 @dataclass
@@ -51,11 +42,12 @@ class GradientEstimator(ModelMixin, ConfigMixin):
     r"""
     PDAE's gradient estimator G_psi(x_t, z, t) (Zhang, Zhao & Lin 2022, section 3.2).
 
-    G is the decoder half of a U-Net shaped like the pre-trained `UNet2DModel`'s up blocks. It does not contain the
-    frozen UNet: it receives the UNet's time embedding and encoder-half features (see
-    [`~diffusers_pdae.models.unet_features.unet_forward_with_features`]) and the code z, which enters every resnet
-    block through a learned scale and shift. The output convolution is zero-initialised, so G = 0 at the start and
-    the shifted prediction eps_theta - c_t G equals eps_theta. Build it with [`GradientEstimator.from_unet`].
+    G is the decoder half of a U-Net shaped like the pre-trained UNet's up blocks. It does not contain the frozen
+    UNet: it receives the UNet's time embedding and encoder-half features (a [`UNetFeatures`], from
+    [`~diffusers_pdae.models.frozen_denoiser.FrozenDenoiser.forward_with_features`]) and the code z, which enters
+    every resnet block through a learned scale and shift. The output convolution is zero-initialised, so G = 0 at
+    the start and the shifted prediction eps_theta - c_t G equals eps_theta. Build it with
+    [`GradientEstimator.from_denoiser`] (or `from_unet`, the same).
 
     Parameters:
         latent_dim (`int`, defaults to 64): width of the code z.
@@ -180,19 +172,19 @@ class GradientEstimator(ModelMixin, ConfigMixin):
         self.gradient_checkpointing = False  # the output head's; each up block has its own
 
     @classmethod
-    def from_unet(
+    def from_denoiser(
         cls,
-        unet: UNet2DModel,
+        denoiser: FrozenDenoiser | ModelMixin,
         latent_dim: int = 64,
         warm_start: bool = False,
         noise_scheduler: SchedulerMixin | None = None,
         width_multiplier: float = 1.0,
         **kwargs,
     ) -> GradientEstimator:
-        """Build a gradient estimator shaped like `unet`'s decoder half.
+        """Build a gradient estimator shaped like the frozen model's decoder half.
 
         Args:
-            unet (`UNet2DModel`): the pre-trained noise predictor G will serve.
+            denoiser ([`FrozenDenoiser`] or the frozen model itself): the pre-trained denoiser G will serve.
             latent_dim (`int`, defaults to 64): width of the code z.
             warm_start (`bool`, defaults to `False`): initialise the up blocks and output norm from `unet`'s (the
                 code projections stay freshly initialised and the output conv stays zero, so G = 0 still).
@@ -204,42 +196,38 @@ class GradientEstimator(ModelMixin, ConfigMixin):
                 `dropout`).
 
         Raises:
-            `ValueError`: if `unet` has a block type or embedding PDAE cannot serve (the message names it).
+            `ValueError`: if the model has a class, block type or embedding PDAE cannot serve (the message names it).
         """
-        check_unet_supported(unet.config)
-        config = {key: unet.config[key] for key in UNET_KEYS_SHARED_WITH_G}
-        config.update(
-            norm_eps=unet.config.norm_eps,
-            act_fn=unet.config.act_fn,
-            attention_head_dim=unet.config.attention_head_dim,
-            dropout=unet.config.dropout,
-            temb_channels=unet.time_embedding.linear_2.out_features,
-        )
+        denoiser = frozen_denoiser(denoiser)
+        config = denoiser.gradient_estimator_layout()
         if noise_scheduler is not None:
             config["train_noise_schedule"] = noise_schedule_of(noise_scheduler)
         if width_multiplier != 1.0:
             config["up_block_out_channels"] = scaled_widths(
-                unet.config.block_out_channels, width_multiplier, unet.config.norm_num_groups
+                config["block_out_channels"], width_multiplier, config["norm_num_groups"]
             )
         config.update(kwargs)
         estimator = cls(latent_dim=latent_dim, **config)
         if warm_start:
-            estimator.warm_start_from(unet)
+            estimator.warm_start_from(denoiser)
         return estimator
 
-    def warm_start_from(self, unet: UNet2DModel) -> None:
-        """Copy the UNet's up-block and output-norm weights into G and make every parameter of G trainable.
+    from_unet = from_denoiser  # the name of earlier releases
+
+    def warm_start_from(self, denoiser: FrozenDenoiser | ModelMixin) -> None:
+        """Copy the frozen UNet's up-block and output-norm weights into G and make every parameter of G trainable.
 
         A G with fewer resnets per up block takes the UNet's first ones of each level; a G of other widths cannot be
         warm-started.
         """
+        denoiser = frozen_denoiser(denoiser)
         widths = tuple(self.config.up_block_out_channels or self.config.block_out_channels)
-        if widths != tuple(unet.config.block_out_channels):
+        if widths != tuple(denoiser.config.block_out_channels):
             raise ValueError(
-                f"G's widths {widths} differ from the UNet's {tuple(unet.config.block_out_channels)}, so its up "
+                f"G's widths {widths} differ from the UNet's {tuple(denoiser.config.block_out_channels)}, so its up "
                 "blocks cannot be copied; train it without warm start (or keep the UNet's widths)."
             )
-        unet_weights = unet.up_blocks.state_dict()
+        unet_weights, norm_weights = denoiser.decoder_weights()
         own_keys = set(self.up_blocks.state_dict())
         missing, unexpected = self.up_blocks.load_state_dict(
             {key: value for key, value in unet_weights.items() if key in own_keys}, strict=False
@@ -250,21 +238,18 @@ class GradientEstimator(ModelMixin, ConfigMixin):
                 f"The UNet's up blocks do not match this GradientEstimator (missing {missing[:3]}, not copied "
                 f"{left_out[:3]}); build it with GradientEstimator.from_unet(unet)."
             )
-        self.conv_norm_out.load_state_dict(unet.conv_norm_out.state_dict())
+        self.conv_norm_out.load_state_dict(norm_weights)
         # Weights copied from a frozen UNet keep requires_grad=False in some flows; G must train.
         self.requires_grad_(True)
 
-    def check_compatible(self, unet: UNet2DModel) -> None:
-        """Raise a `ValueError` if this estimator was not built for `unet`'s layout."""
-        check_unet_supported(unet.config)
-        temb_channels = unet.time_embedding.linear_2.out_features
+    def check_compatible(self, denoiser: FrozenDenoiser | ModelMixin) -> None:
+        """Raise a `ValueError` if this estimator was not built for the frozen model's layout."""
+        layout = frozen_denoiser(denoiser).gradient_estimator_layout()
         mismatches = [
-            f"{key}: UNet {unet.config[key]!r} vs gradient_estimator {self.config[key]!r}"
-            for key in UNET_KEYS_SHARED_WITH_G
-            if _normalised(unet.config[key]) != _normalised(self.config[key])
+            f"{key}: UNet {layout[key]!r} vs gradient_estimator {self.config[key]!r}"
+            for key in (*UNET_KEYS_SHARED_WITH_G, "temb_channels")
+            if _normalised(layout[key]) != _normalised(self.config[key])
         ]
-        if temb_channels != self.config.temb_channels:
-            mismatches.append(f"temb_channels: UNet {temb_channels} vs gradient_estimator {self.config.temb_channels}")
         if mismatches:
             raise ValueError(
                 "The gradient estimator does not fit the UNet (" + "; ".join(mismatches) + "). Build a matching one "
@@ -288,20 +273,12 @@ class GradientEstimator(ModelMixin, ConfigMixin):
             )
 
     def forward(
-        self,
-        down_block_res_samples: tuple[torch.Tensor, ...],
-        mid_block_res_sample: torch.Tensor,
-        temb: torch.Tensor,
-        z: torch.Tensor,
-        return_dict: bool = True,
+        self, features: UNetFeatures, z: torch.Tensor, return_dict: bool = True
     ) -> GradientEstimatorOutput | tuple:
         r"""
         Args:
-            down_block_res_samples (`tuple[torch.Tensor]`): the frozen UNet's encoder-half skip features, conv_in
-                output first (see [`UNetFeatures`]).
-            mid_block_res_sample (`torch.Tensor` of shape `(B, C_mid, H_mid, W_mid)`): the frozen UNet's mid-block
-                output.
-            temb (`torch.Tensor` of shape `(B, temb_channels)`): the frozen UNet's time embedding.
+            features ([`UNetFeatures`]): what the frozen UNet's pass over x_t yields for G: its time embedding
+                `(B, temb_channels)`, its encoder-half skip features (conv_in output first) and its mid-block output.
             z (`torch.Tensor` of shape `(B, latent_dim)`): codes from the encoder.
             return_dict (`bool`, defaults to `True`): return a [`GradientEstimatorOutput`] instead of a tuple.
 
@@ -314,11 +291,11 @@ class GradientEstimator(ModelMixin, ConfigMixin):
                 "the PDAEEncoder trained with this gradient estimator."
             )
         zemb = self.z_embedding(z.to(self.dtype))
-        temb = temb.to(self.dtype)
+        temb = features.temb.to(self.dtype)
         # Attention outputs of the UNet come back channels-last strided; torch 2.13's CPU GroupNorm backward
         # crashes on such inputs, so hand G contiguous tensors.
-        hidden_states = mid_block_res_sample.to(self.dtype).contiguous()
-        skips = [skip.to(self.dtype).contiguous() for skip in down_block_res_samples]
+        hidden_states = features.mid_block_res_sample.to(self.dtype).contiguous()
+        skips = [skip.to(self.dtype).contiguous() for skip in features.down_block_res_samples]
         skips_per_block = self.config.layers_per_block + 1
         for block in self.up_blocks:
             block_skips, skips = skips[-skips_per_block:], skips[:-skips_per_block]
@@ -337,10 +314,6 @@ class GradientEstimator(ModelMixin, ConfigMixin):
         if not return_dict:
             return (sample,)
         return GradientEstimatorOutput(sample=sample)
-
-    def from_features(self, features: UNetFeatures, z: torch.Tensor) -> torch.Tensor:
-        """G(x_t, z, t) from a [`UNetFeatures`] of the frozen UNet's pass over x_t. Shape `(B, C, H, W)`."""
-        return self(features.down_block_res_samples, features.mid_block_res_sample, features.temb, z).sample
 
 
 def _check_light_layout(

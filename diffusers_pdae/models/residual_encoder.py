@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import torch
-from diffusers import ConfigMixin, ModelMixin, UNet2DModel
+from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
 from diffusers.models.activations import get_activation
 from diffusers.models.unets.unet_2d_blocks import UNetMidBlock2D, get_down_block
 from torch import nn
 
 from .encoder import PDAEEncoderMixin
-from .unet_features import SUPPORTED_DOWN_BLOCKS
+from .frozen_denoiser import SUPPORTED_DOWN_BLOCKS
 
 # UNet2DModel config entries that fix the shape of the down half and its mid block.
 UNET_DOWN_HALF_KEYS = (
@@ -111,7 +111,7 @@ class PDAEResidualEncoder(PDAEEncoderMixin, ModelMixin, ConfigMixin):
 
     @classmethod
     def from_unet(
-        cls, unet: UNet2DModel, latent_dim: int = 64, warm_start: bool = False, **kwargs
+        cls, unet: ModelMixin, latent_dim: int = 64, warm_start: bool = False, **kwargs
     ) -> PDAEResidualEncoder:
         """An encoder shaped like `unet`'s down blocks and mid block.
 
@@ -140,7 +140,7 @@ class PDAEResidualEncoder(PDAEEncoderMixin, ModelMixin, ConfigMixin):
             encoder.warm_start_from(unet)
         return encoder
 
-    def warm_start_from(self, unet: UNet2DModel) -> None:
+    def warm_start_from(self, unet: ModelMixin) -> None:
         """Copy `unet`'s input convolution, down blocks and mid block into this encoder, then make it trainable."""
         for name in ("conv_in", "down_blocks", "mid_block"):
             source = {

@@ -4,7 +4,8 @@ Both autoencode images with a UNet, an encoder and a scheduler, and differ only 
 t and a code z: each supplies `predict_noise(sample, timestep, z, **options)`. The rest lives here once: taking
 images, codes and latents; `encode`; deterministic DDIM inversion and decoding over that hook (exact mirrors of
 each other); and `reconstruct`, built on them (the editing methods are in [`ImageEditingMixin`]).
-The mixin reads the `unet`, `encoder` and `scheduler` components, the pipeline's `REQUIRED_COMPONENTS`, and what
+The mixin reads the `encoder` and `scheduler` components, the diffusion model through `sample_shape` and
+`model_dtype` (PDAE's frozen one through its adapter, `denoiser`), the pipeline's `REQUIRED_COMPONENTS`, and what
 `DiffusionPipeline` provides (`_execution_device`, `progress_bar`, `maybe_free_model_hooks`); it comes before
 `DiffusionPipeline` among the bases, so its `from_pretrained` wraps diffusers' own.
 """
@@ -19,7 +20,8 @@ from diffusers import DDIMScheduler, ImagePipelineOutput
 from diffusers.utils.torch_utils import randn_tensor
 
 from ..image_utils import ImageInput, images_to_tensor, postprocess_images
-from ..latent_space import decode_latents, downsampling_factor, encode_images
+from ..latent_space import decode_latents, downsampling_factor, encode_images, encoder_reads_pixels
+from ..models.frozen_denoiser import DENOISER_COMPONENT_NAMES
 from ..pdae_math import ddim_step, ddim_transitions
 from ..sampling import deterministic_scheduler, in_shift_range
 from .folder_checks import (
@@ -56,11 +58,12 @@ DEFAULT_INFERENCE_STEPS = 50
 class ImageAutoencoderPipelineMixin:
     """Images, codes and latents in and out, encoding, DDIM inversion and decoding, and checked loading.
 
-    Use as `class MyPipeline(ImageAutoencoderPipelineMixin, DiffusionPipeline)` with `unet`, `encoder` and
-    `scheduler` components, the component names a saved folder must hold in `REQUIRED_COMPONENTS` (all of them in
-    `COMPONENT_NAMES`), a `check_components(**components)` that raises for unusable ones, and a
-    `predict_noise(sample, timestep, z, **options)` returning the noise prediction `(B, C, H, W)` at x_t. Set
-    `self._components_ready = True` after `register_modules`: from then on a swapped component is checked.
+    Use as `class MyPipeline(ImageAutoencoderPipelineMixin, DiffusionPipeline)` with `encoder` and `scheduler`
+    components, a `denoiser` (a [`FrozenDenoiser`]) or `sample_shape` and `model_dtype` of its own, the component
+    names a saved folder must hold in `REQUIRED_COMPONENTS` (all of them in `COMPONENT_NAMES`), a
+    `check_components(**components)` that raises for unusable ones, and a `predict_noise(sample, timestep, z,
+    **options)` returning the noise prediction `(B, C, H, W)` at x_t. Set `self._components_ready = True` after
+    `register_modules`: from then on a swapped component is checked.
     """
 
     REQUIRED_COMPONENTS: tuple[str, ...]
@@ -80,9 +83,13 @@ class ImageAutoencoderPipelineMixin:
 
     @property
     def sample_shape(self) -> tuple[int, int, int]:
-        """`(C, H, W)` of what the UNet denoises: x_t, x_T and the `latents` the methods take."""
-        size = self.unet.config.sample_size
-        return (self.unet.config.in_channels, *((size, size) if isinstance(size, int) else size))
+        """`(C, H, W)` of what the diffusion model denoises: x_t, x_T and the `latents` the methods take."""
+        return self.denoiser.sample_shape
+
+    @property
+    def model_dtype(self) -> torch.dtype:
+        """The dtype the diffusion model runs in, which images, codes and latents are given in."""
+        return self.denoiser.dtype
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -135,7 +142,7 @@ class ImageAutoencoderPipelineMixin:
         for name, entry in index.items():
             if isinstance(entry, list) and entry[1] in model_classes and name not in overridden:
                 check_weights_fit_config(os.path.join(folder, name), model_classes[entry[1]], variant)
-        if "gradient_estimator" in index and not overridden & {"unet", "gradient_estimator"}:
+        if "gradient_estimator" in index and not overridden & {*DENOISER_COMPONENT_NAMES, "gradient_estimator"}:
             check_unet_digest(folder, variant)
 
     @classmethod
@@ -259,7 +266,7 @@ class ImageAutoencoderPipelineMixin:
             check_not_latents(images, self.image_shape, self.sample_shape)
         channels, height, _ = self.image_shape
         tensor = images_to_tensor(images, channels, height)
-        return tensor.to(device=self._execution_device, dtype=self.unet.dtype)
+        return tensor.to(device=self._execution_device, dtype=self.model_dtype)
 
     def _to_latents(self, pixels: torch.Tensor) -> torch.Tensor:
         """x_0 as the UNet sees it: the pixels, or for a latent DPM the autoencoder's latents of them (deterministic:
@@ -267,11 +274,11 @@ class ImageAutoencoderPipelineMixin:
         vae = getattr(self, "vae", None)
         if vae is None:
             return pixels
-        return encode_images(vae, pixels.to(vae.dtype)).to(self.unet.dtype)
+        return encode_images(vae, pixels.to(vae.dtype)).to(self.model_dtype)
 
     def _encode_codes(self, pixels: torch.Tensor, latents: torch.Tensor | None = None) -> torch.Tensor:
         """z `(B, latent_dim)` from the pixels, or from their latents for an encoder built on the latent shape."""
-        if self.encoder.config.sample_size == self.image_shape[1]:
+        if encoder_reads_pixels(self.encoder.config, self.image_shape):
             return self.encoder(pixels).z
         return self.encoder(self._to_latents(pixels) if latents is None else latents).z
 
@@ -346,11 +353,11 @@ class ImageAutoencoderPipelineMixin:
 
     def _check_codes(self, z: torch.Tensor, batch_size: int | None = None, name: str = "z") -> torch.Tensor:
         z = check_codes(z, self.latent_dim, batch_size, name)
-        return z.to(device=self._execution_device, dtype=self.unet.dtype)
+        return z.to(device=self._execution_device, dtype=self.model_dtype)
 
     def _check_latents(self, latents: torch.Tensor) -> torch.Tensor:
         latents = check_latents(latents, self.sample_shape, self.image_shape)
-        return latents.to(device=self._execution_device, dtype=self.unet.dtype)
+        return latents.to(device=self._execution_device, dtype=self.model_dtype)
 
     def _check_steps(self, num_inference_steps) -> int:
         return check_num_inference_steps(num_inference_steps, self.num_train_timesteps)

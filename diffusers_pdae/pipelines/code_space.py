@@ -165,4 +165,4 @@ class CodeSpaceMixin:
             sample = step(i, t, noise_pred, sample)
         codes = self.latent_sampler.denormalize(sample)
         self.maybe_free_model_hooks()
-        return codes.to(dtype=self.unet.dtype)
+        return codes.to(dtype=self.model_dtype)

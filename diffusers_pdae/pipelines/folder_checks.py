@@ -15,6 +15,8 @@ import tempfile
 import torch
 from safetensors import safe_open
 
+from ..models.frozen_denoiser import DENOISER_COMPONENT_NAMES
+
 # The weights of a model folder, as diffusers saves them (any variant, any shard).
 WEIGHTS_PREFIX, WEIGHTS_SUFFIX = "diffusion_pytorch_model", ".safetensors"
 # The class names model_index.json may give an encoder (diffusers_pdae.models.ENCODER_CLASSES, as strings: this module
@@ -303,18 +305,22 @@ def stored_weights_digest(subfolder: str, variant: str | None = None) -> str:
 
 
 def check_unet_digest(folder: str, variant: str | None = None) -> None:
-    """The folder's `unet/` is the UNet its gradient estimator records (`unet_weights_digest` in its config, written
-    at every save); encoder and G are valid for that UNet only. Folders saved before the digest existed pass."""
+    """The folder's frozen model (`unet/`) is the one its gradient estimator records (`unet_weights_digest` in its
+    config, written at every save); encoder and G are valid for that model only. Folders saved before the digest
+    existed pass."""
     with open(os.path.join(folder, "gradient_estimator", "config.json")) as f:
         recorded = json.load(f).get("unet_weights_digest")
     if recorded is None:
         return
-    found = stored_weights_digest(os.path.join(folder, "unet"), variant)
+    with open(os.path.join(folder, "model_index.json")) as f:
+        index = json.load(f)
+    name = next((name for name in DENOISER_COMPONENT_NAMES if index.get(name, [None, None])[1] is not None), "unet")
+    found = stored_weights_digest(os.path.join(folder, name), variant)
     if found != recorded:
         raise ValueError(
-            f"{folder}/unet is not the UNet this pipeline's encoder and gradient estimator were trained with (its "
+            f"{folder}/{name} is not the {name} this pipeline's encoder and gradient estimator were trained with (its "
             f"weights digest is {found[:12]}..., gradient_estimator/config.json records {recorded[:12]}...). "
-            "Restore the original unet/ folder, or train PDAE for this UNet with examples/train_pdae.py."
+            f"Restore the original {name}/ folder, or train PDAE for this model with examples/train_pdae.py."
         )
 
 

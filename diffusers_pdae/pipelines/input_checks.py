@@ -1,6 +1,6 @@
-"""Checks of the autoencoder pipelines' arguments, components and folders, run before any denoising starts: each
-raises a `ValueError` (or `TypeError`, `FileNotFoundError`) that names the argument, component or file and says what
-is allowed, instead of a wrong number or a failure deep inside the loop."""
+"""Checks of the autoencoder pipelines' arguments, run before any denoising starts: each raises a `ValueError` (or
+`TypeError`) that names the argument and says what is allowed, instead of a wrong number or a failure deep inside the
+loop. The components are checked in `component_checks`."""
 
 from __future__ import annotations
 
@@ -8,11 +8,8 @@ import math
 import numbers
 
 import torch
-from diffusers import ModelMixin, UNet2DModel
-from diffusers.schedulers import SchedulerMixin
 
-from ..latent_space import check_autoencoder, downsampling_factor
-from ..sampling import check_scheduler, has_discrete_schedule
+from ..models.frozen_denoiser import FrozenDenoiser
 
 OUTPUT_TYPES = ("pil", "np", "pt", "latent")
 
@@ -151,19 +148,16 @@ def available_memory(device: torch.device) -> int | None:
         return None
 
 
-def check_sample_count(total: int, unet: ModelMixin, device: torch.device, requested: str) -> None:
+def check_sample_count(total: int, denoiser: FrozenDenoiser, device: torch.device, requested: str) -> None:
     """Refuse a batch whose smallest working set cannot fit in the device's free memory, before allocating it.
 
     Args:
         total: samples decoded at once.
-        unet: the UNet that denoises them; a sample holds at least a few of its feature maps at full resolution.
+        denoiser: the frozen model that denoises them (its `bytes_per_sample`: a few full-resolution feature maps).
         device: where it runs.
         requested: the arguments that set `total`, for the message.
     """
-    size = unet.config.sample_size
-    pixels = size * size if isinstance(size, int) else size[0] * size[1]
-    channels = max(unet.config.in_channels, unet.config.block_out_channels[0])
-    needed = total * 8 * channels * pixels * (torch.finfo(unet.dtype).bits // 8)
+    needed = total * denoiser.bytes_per_sample()
     free = available_memory(device)
     if free is not None and needed > free:
         raise ValueError(
@@ -257,119 +251,4 @@ def check_safe_serialization(safe_serialization: bool) -> None:
         raise ValueError(
             "safe_serialization=False would write pickled .bin weights, which this pipeline never loads (pickles can "
             "run code); save with safe_serialization=True, the default."
-        )
-
-
-def check_no_missing_components(pipeline_name: str, components: dict) -> None:
-    """Every named component is given (not None)."""
-    missing = [name for name, component in components.items() if component is None]
-    if missing:
-        raise ValueError(
-            f"{pipeline_name} is missing {', '.join(missing)}; it needs {', '.join(components)} (a saved pipeline "
-            "folder has one subfolder for each)."
-        )
-
-
-def config_mismatches(first: tuple[str, ModelMixin], second: tuple[str, ModelMixin], keys: tuple[str, ...]) -> list:
-    """`"key: first a vs second b"` for each config entry in `keys` on which two named models disagree."""
-    (first_name, first_model), (second_name, second_model) = first, second
-    return [
-        f"{key}: {first_name} {first_model.config[key]!r} vs {second_name} {second_model.config[key]!r}"
-        for key in keys
-        if first_model.config[key] != second_model.config[key]
-    ]
-
-
-def check_pdae_components(
-    unet: UNet2DModel,
-    scheduler: SchedulerMixin,
-    encoder: ModelMixin,
-    gradient_estimator: ModelMixin,
-    latent_sampler: ModelMixin | None = None,
-    latent_scheduler: SchedulerMixin | None = None,
-    vae: ModelMixin | None = None,
-) -> None:
-    """`PDAEPipeline`'s four components are there, the scheduler can be served, the encoder and G fit the UNet (G's
-    layout and noise schedule, the encoder's image size, channels and code width), the optional latent sampler fits
-    the codes, and the optional autoencoder the UNet (its latents are the UNet's samples; the encoder reads its pixel
-    images, or its latents)."""
-    components = {"unet": unet, "scheduler": scheduler, "encoder": encoder, "gradient_estimator": gradient_estimator}
-    check_no_missing_components("PDAEPipeline", components)
-    check_scheduler(scheduler)
-    gradient_estimator.check_compatible(unet)
-    gradient_estimator.check_schedule(scheduler)
-    if vae is not None:
-        check_autoencoder_fits(vae, unet)
-    image = latent_image_geometry(vae, unet) if vae is not None else None
-    if image is not None and (encoder.config.in_channels, encoder.config.sample_size) == image:
-        mismatches = []  # an encoder of the pixel images a latent pipeline takes
-    else:
-        mismatches = config_mismatches(("UNet", unet), ("encoder", encoder), ("in_channels", "sample_size"))
-    mismatches += config_mismatches(("encoder", encoder), ("gradient_estimator", gradient_estimator), ("latent_dim",))
-    if mismatches:
-        pixels = "" if image is None else f" (or the autoencoder's pixel images: {image[0]} channels, {image[1]} px)"
-        raise ValueError(
-            "The encoder does not fit the UNet and gradient estimator (" + "; ".join(mismatches) + "). Build the "
-            f"encoder with the UNet's in_channels and sample_size{pixels} and the estimator's latent_dim."
-        )
-    check_latent_sampler(latent_sampler, latent_scheduler, encoder.config.latent_dim)
-
-
-def latent_image_geometry(vae: ModelMixin, unet: UNet2DModel) -> tuple[int, int]:
-    """`(channels, size)` of the pixel images whose latents a latent DPM's UNet denoises."""
-    size = unet.config.sample_size
-    return vae.config.in_channels, (size if isinstance(size, int) else size[0]) * downsampling_factor(vae)
-
-
-def check_autoencoder_fits(vae: ModelMixin, unet: UNet2DModel) -> None:
-    """A `VQModel` or `AutoencoderKL` whose latents have the UNet's channels."""
-    check_autoencoder(vae)
-    if vae.config.latent_channels != unet.config.in_channels:
-        raise ValueError(
-            f"The autoencoder's latents have {vae.config.latent_channels} channels but the UNet denoises "
-            f"{unet.config.in_channels}: a latent DPM's UNet and its autoencoder come from the same LDM."
-        )
-
-
-def check_latent_sampler(latent_sampler: ModelMixin | None, latent_scheduler: SchedulerMixin | None, latent_dim: int):
-    """The optional latent sampler comes with its scheduler and fits the codes (a scheduler alone is unused, so
-    harmless: diffusers' own tests clear optional components one at a time)."""
-    if latent_sampler is None:
-        return
-    if latent_scheduler is None:
-        raise ValueError("latent_sampler is given without latent_scheduler; pass both (or neither).")
-    if latent_sampler.config.latent_dim != latent_dim:
-        raise ValueError(
-            f"The latent sampler makes codes of width {latent_sampler.config.latent_dim} but the encoder's are "
-            f"{latent_dim}; train the sampler on this pipeline's codes."
-        )
-    if latent_scheduler.config.get("clip_sample", False):
-        raise ValueError(
-            "The latent scheduler clips samples to [-1, 1], which normalised codes exceed; build it with "
-            "clip_sample=False."
-        )
-    if latent_scheduler.config.get("prediction_type", "epsilon") != "epsilon":
-        raise ValueError("The latent sampler predicts noise; its scheduler's prediction_type must be 'epsilon'.")
-
-
-def check_diffae_components(unet: ModelMixin, encoder: ModelMixin, scheduler: SchedulerMixin) -> None:
-    """`DiffAEPipeline`'s three components are there, the scheduler is a discrete noise-predicting schedule, and the
-    encoder fits the conditional UNet."""
-    check_no_missing_components("DiffAEPipeline", {"unet": unet, "encoder": encoder, "scheduler": scheduler})
-    if not has_discrete_schedule(scheduler):
-        raise ValueError(
-            f"{type(scheduler).__name__} has no discrete training schedule (betas and alphas_cumprod over "
-            "num_train_timesteps), which the baseline is trained and inverted with; use one that has, e.g. "
-            "DDPMScheduler or DDIMScheduler."
-        )
-    if scheduler.config.get("prediction_type", "epsilon") != "epsilon":
-        raise ValueError(
-            f"The Diff-AE baseline predicts noise, but the scheduler's prediction_type is "
-            f"{scheduler.config.prediction_type!r}; build it with prediction_type='epsilon'."
-        )
-    mismatches = config_mismatches(("unet", unet), ("encoder", encoder), ("in_channels", "sample_size", "latent_dim"))
-    if mismatches:
-        raise ValueError(
-            "The encoder does not fit the conditional UNet (" + "; ".join(mismatches) + "); build both with the same "
-            "image size, channels and latent_dim."
         )

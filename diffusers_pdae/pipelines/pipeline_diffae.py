@@ -7,10 +7,11 @@ from diffusers import DiffusionPipeline, ModelMixin
 from diffusers.schedulers import SchedulerMixin
 
 from ..models.diffae_unet import DiffAEUNet2DModel
+from ..models.frozen_denoiser import config_sample_shape
 from .autoencoder import ImageAutoencoderPipelineMixin
 from .code_space import CodeSpaceMixin
+from .component_checks import check_diffae_components
 from .folder_checks import ENCODER_CLASS_NAMES
-from .input_checks import check_diffae_components
 
 
 class DiffAEPipeline(CodeSpaceMixin, ImageAutoencoderPipelineMixin, DiffusionPipeline):
@@ -41,6 +42,15 @@ class DiffAEPipeline(CodeSpaceMixin, ImageAutoencoderPipelineMixin, DiffusionPip
         self._components_ready = True
 
     check_components = staticmethod(check_diffae_components)
+
+    @property
+    def sample_shape(self) -> tuple[int, int, int]:
+        """`(C, H, W)` of what the conditional UNet denoises."""
+        return config_sample_shape(self.unet.config)
+
+    @property
+    def model_dtype(self) -> torch.dtype:
+        return self.unet.dtype
 
     def predict_noise(self, sample: torch.Tensor, timestep: int | torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """eps_theta(x_t, t, z): `(B, C, H, W)` x_t, an int or `(B,)` training timesteps and `(B, latent_dim)` codes

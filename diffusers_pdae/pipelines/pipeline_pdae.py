@@ -1,22 +1,23 @@
-"""`PDAEPipeline`: a pre-trained unconditional UNet2DModel turned into an autoencoder."""
+"""`PDAEPipeline`: a frozen, pre-trained diffusion model turned into an autoencoder."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 import torch
-from diffusers import AutoencoderKL, DiffusionPipeline, ImagePipelineOutput, ModelMixin, UNet2DModel, VQModel
+from diffusers import AutoencoderKL, DiffusionPipeline, ImagePipelineOutput, ModelMixin, VQModel
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.schedulers import SchedulerMixin
 from diffusers.utils import replace_example_docstring
 from diffusers.utils.torch_utils import randn_tensor
 
 from ..image_utils import ImageInput
-from ..models.unet_features import unet_forward_with_features
-from ..pdae_math import noise_from_model_output, shift_coefficients, shifted_noise_prediction
+from ..models.frozen_denoiser import DENOISER_CLASS_NAMES, FrozenDenoiser, frozen_denoiser
+from ..models.pdae_prediction import pdae_noise_prediction
 from ..sampling import SchedulerStepper, epsilon_scheduler, in_shift_range
 from .autoencoder import DEFAULT_INFERENCE_STEPS, ImageAutoencoderPipelineMixin
 from .code_space import CodeSpaceMixin
+from .component_checks import check_pdae_components
 from .folder_checks import ENCODER_CLASS_NAMES
 from .input_checks import (
     check_batch_size,
@@ -25,7 +26,6 @@ from .input_checks import (
     check_eta,
     check_generator,
     check_output_type,
-    check_pdae_components,
     check_sample_count,
     check_shift_range,
 )
@@ -61,7 +61,8 @@ class PDAEPipeline(SavesCodeMixin, CodeSpaceMixin, ImageAutoencoderPipelineMixin
     `predict_noise`.
 
     Parameters:
-        unet ([`UNet2DModel`]): the frozen, pre-trained unconditional DPM (predicting eps, v or x_0).
+        unet ([`UNet2DModel`]): the frozen, pre-trained DPM (predicting eps, v or x_0), reached through its
+            [`FrozenDenoiser`] adapter (`pipe.denoiser`), which asks it without a condition.
         scheduler ([`SchedulerMixin`]): its training schedule; `__call__` samples with it. Inversion and the
             deterministic decoding of `decode`, `reconstruct`, `interpolate` and `manipulate` use a [`DDIMScheduler`]
             built from its config with `clip_sample=False`.
@@ -87,7 +88,7 @@ class PDAEPipeline(SavesCodeMixin, CodeSpaceMixin, ImageAutoencoderPipelineMixin
     REQUIRED_COMPONENTS = ("unet", "scheduler", "encoder", "gradient_estimator")
     COMPONENT_NAMES = (*REQUIRED_COMPONENTS, *_optional_components)
     COMPONENT_CLASSES = {
-        "unet": ("UNet2DModel",),
+        "unet": DENOISER_CLASS_NAMES,
         "encoder": ENCODER_CLASS_NAMES,
         "gradient_estimator": ("GradientEstimator",),
         "latent_sampler": ("LatentSampler",),
@@ -97,7 +98,7 @@ class PDAEPipeline(SavesCodeMixin, CodeSpaceMixin, ImageAutoencoderPipelineMixin
 
     def __init__(
         self,
-        unet: UNet2DModel,
+        unet: ModelMixin,
         scheduler: SchedulerMixin,
         encoder: ModelMixin,
         gradient_estimator: ModelMixin,
@@ -119,6 +120,11 @@ class PDAEPipeline(SavesCodeMixin, CodeSpaceMixin, ImageAutoencoderPipelineMixin
         self._components_ready = True
 
     check_components = staticmethod(check_pdae_components)
+
+    @property
+    def denoiser(self) -> FrozenDenoiser:
+        """The frozen model behind its adapter: its unconditional prediction, G's features and its geometry."""
+        return frozen_denoiser(self.unet)
 
     def predict_noise(
         self,
@@ -143,16 +149,11 @@ class PDAEPipeline(SavesCodeMixin, CodeSpaceMixin, ImageAutoencoderPipelineMixin
             `torch.Tensor` of shape `(B, C, H, W)`.
         """
         timesteps = self._timesteps(timestep, sample)
-        betas, prediction_type = self.scheduler.betas, self.scheduler.config.get("prediction_type", "epsilon")
-        if z is None:
-            return noise_from_model_output(
-                self.unet(sample, timesteps).sample, sample, timesteps, betas, prediction_type
-            )
-        features = unet_forward_with_features(self.unet, sample, timesteps)
-        noise_pred = noise_from_model_output(features.noise_pred, sample, timesteps, betas, prediction_type)
-        gradient = self.gradient_estimator.from_features(features, z)
-        table = shift_coefficients(betas, shift_coefficient)
-        return shifted_noise_prediction(noise_pred, gradient.to(noise_pred.dtype), timesteps, table)
+        prediction_type = self.scheduler.config.get("prediction_type", "epsilon")
+        return pdae_noise_prediction(
+            self.denoiser, self.gradient_estimator, sample, timesteps, z, self.scheduler.betas, prediction_type,
+            shift_coefficient,
+        )  # fmt: skip
 
     @torch.no_grad()
     def invert(
@@ -218,7 +219,7 @@ class PDAEPipeline(SavesCodeMixin, CodeSpaceMixin, ImageAutoencoderPipelineMixin
             )
         check_generator(generator, total)
         requested = f"num_images_per_prompt={num_images_per_prompt} for {total // num_images_per_prompt} code(s)"
-        check_sample_count(total, self.unet, self._execution_device, requested)
+        check_sample_count(total, self.denoiser, self._execution_device, requested)
 
     def prepare_latents(
         self,
@@ -233,7 +234,7 @@ class PDAEPipeline(SavesCodeMixin, CodeSpaceMixin, ImageAutoencoderPipelineMixin
                 (batch_size, *self.sample_shape),
                 generator=generator,
                 device=self._execution_device,
-                dtype=self.unet.dtype,
+                dtype=self.model_dtype,
             )
         return self._check_latents(latents)
 

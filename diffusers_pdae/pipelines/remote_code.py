@@ -155,9 +155,9 @@ def save_with_code(pipeline: DiffusionPipeline, save_directory: str | os.PathLik
     component of one save with another of a different save; other files already in `save_directory` are kept."""
 
     def write(folder: str) -> None:
-        if getattr(pipeline, "gradient_estimator", None) is not None:  # G names the UNet it was trained for
+        if getattr(pipeline, "gradient_estimator", None) is not None:  # G names the model it was trained for
             pipeline.gradient_estimator.register_to_config(
-                unet_weights_digest=weights_digest(pipeline.unet.state_dict())
+                unet_weights_digest=weights_digest(pipeline.denoiser.model.state_dict())
             )
         DiffusionPipeline.save_pretrained(pipeline, folder, **save_kwargs)
         write_remote_code(folder, pipeline)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import os
 
-from diffusers import UNet2DModel
+from diffusers import ModelMixin
 from transformers import AutoConfig
 
 from ..models.encoder import PDAEEncoder
 from ..models.encoders import EncoderModel
+from ..models.frozen_denoiser import FrozenDenoiser, config_sample_shape, frozen_denoiser
 from ..models.residual_encoder import PDAEResidualEncoder
 from ..models.transformers_encoder import PDAETransformersEncoder
 from .args import positive_int
@@ -127,11 +128,13 @@ def check_hub_reachable(flag: str, repo_id: str) -> None:
         )
 
 
-def light_encoder_for(unet: UNet2DModel, latent_dim: int) -> PDAEEncoder:
-    """The encoder `train_pdae.py` builds by default (`--encoder_type light`, default widths) for `unet`."""
+def light_encoder_for(model: ModelMixin | FrozenDenoiser, latent_dim: int) -> PDAEEncoder:
+    """The encoder `train_pdae.py` builds by default (`--encoder_type light`, default widths) for the samples of a
+    diffusion model (or its adapter)."""
+    channels, size, _ = config_sample_shape(model.config)
     return PDAEEncoder(
-        in_channels=unet.config.in_channels,
-        sample_size=unet.config.sample_size,
+        in_channels=channels,
+        sample_size=size,
         latent_dim=latent_dim,
         block_out_channels=tuple(LIGHT_DEFAULTS["encoder_block_out_channels"]),
         norm_num_groups=LIGHT_DEFAULTS["encoder_norm_num_groups"],
@@ -139,11 +142,13 @@ def light_encoder_for(unet: UNet2DModel, latent_dim: int) -> PDAEEncoder:
 
 
 def build_encoder(
-    args: argparse.Namespace, unet: UNet2DModel, image_geometry: tuple[int, int] | None = None
+    args: argparse.Namespace, denoiser: FrozenDenoiser | ModelMixin, image_geometry: tuple[int, int] | None = None
 ) -> EncoderModel:
-    """A fresh encoder of the design `args` asks for, for `unet`'s samples, or for the images of `image_geometry`
-    `(channels, size)` (a latent DPM's pixel images)."""
-    channels, sample_size = image_geometry or (unet.config.in_channels, unet.config.sample_size)
+    """A fresh encoder of the design `args` asks for, for the frozen model's samples, or for the images of
+    `image_geometry` `(channels, size)` (a latent DPM's pixel images)."""
+    denoiser = frozen_denoiser(denoiser)
+    sample_geometry = denoiser.sample_shape[:2]
+    channels, sample_size = image_geometry or sample_geometry
     size = {"in_channels": channels, "sample_size": sample_size}
     if args.encoder_type == "light":
         return PDAEEncoder(
@@ -153,7 +158,7 @@ def build_encoder(
             norm_num_groups=args.encoder_norm_num_groups,
         )
     if args.encoder_type == "residual":
-        if (channels, sample_size) != (unet.config.in_channels, unet.config.sample_size):
+        if (channels, sample_size) != sample_geometry:
             raise ValueError(
                 "--encoder_type residual is shaped like the UNet's down half, which reads a latent DPM's latents, "
                 "not its pixel images; use --encoder_type light or transformers with a latent DPM."
@@ -168,7 +173,7 @@ def build_encoder(
             if value is not None
         }
         return PDAEResidualEncoder.from_unet(
-            unet, latent_dim=args.latent_dim, warm_start=args.encoder_warm_start_from_unet, **overrides
+            denoiser.model, latent_dim=args.latent_dim, warm_start=args.encoder_warm_start_from_unet, **overrides
         )
     options = {
         "freeze_backbone": args.freeze_encoder_backbone,

@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 import os
 
-from diffusers import DDIMScheduler, DDPMPipeline, DDPMScheduler, DiffusionPipeline, LDMPipeline, UNet2DModel
+from diffusers import AutoModel, DDIMScheduler, DDPMPipeline, DDPMScheduler, DiffusionPipeline, LDMPipeline
 
 from ..models.encoders import load_encoder
+from ..models.frozen_denoiser import load_denoiser_model
 from ..models.gradient_estimator import GradientEstimator
 from ..models.latent_sampler import LatentSampler
 from ..pipelines import PDAEPipeline
@@ -54,7 +55,7 @@ def export_checkpoint(checkpoint: str, output_dir: str, use_ema: bool = True) ->
         description = json.load(f)
     scheduler_folder = os.path.join(checkpoint, "scheduler")
     if description["kind"] == "ddpm":
-        unet = UNet2DModel.from_pretrained(checkpoint, subfolder=_weights(checkpoint, "unet", use_ema))
+        unet = AutoModel.from_pretrained(checkpoint, subfolder=_weights(checkpoint, "unet", use_ema))
         pipeline = DDPMPipeline(unet=unet, scheduler=DDPMScheduler.from_pretrained(scheduler_folder))
         pipeline.save_pretrained(output_dir)
         return pipeline
@@ -66,7 +67,7 @@ def export_checkpoint(checkpoint: str, output_dir: str, use_ema: bool = True) ->
             "trains no further and saves the model."
         )
     if description["kind"] == "ldm":
-        unet = UNet2DModel.from_pretrained(checkpoint, subfolder=_weights(checkpoint, "unet", use_ema))
+        unet = AutoModel.from_pretrained(checkpoint, subfolder=_weights(checkpoint, "unet", use_ema))
         scheduler = DDIMScheduler.from_pretrained(scheduler_folder, clip_sample=False)
         vqvae = load_autoencoder(description["pretrained_model_name_or_path"])
         pipeline = LDMPipeline(vqvae=vqvae, unet=unet, scheduler=scheduler)
@@ -88,7 +89,7 @@ def export_checkpoint(checkpoint: str, output_dir: str, use_ema: bool = True) ->
         return pipeline
     dpm = description["pretrained_model_name_or_path"]
     pipeline = PDAEPipeline(
-        unet=UNet2DModel.from_pretrained(dpm, subfolder="unet"),
+        unet=load_denoiser_model(dpm)[0],
         scheduler=DDIMScheduler.from_pretrained(scheduler_folder, clip_sample=False),
         encoder=load_encoder(checkpoint, subfolder=_weights(checkpoint, "encoder", use_ema)),
         gradient_estimator=GradientEstimator.from_pretrained(

@@ -145,8 +145,7 @@ def _model_card(description: str, tags: list[str], base_model: str | None = None
 
 
 USAGE_EXAMPLE = """
-images = torch.rand(4, pipe.unet.config.in_channels, pipe.unet.config.sample_size, pipe.unet.config.sample_size)
-images = images * 2 - 1  # your images as a tensor in [-1, 1], or a list of PIL images
+images = torch.rand(4, *pipe.image_shape) * 2 - 1  # your images as a tensor in [-1, 1], or a list of PIL images
 z = pipe.encode(images)  # the codes, (4, latent_dim)
 reconstructions = pipe.reconstruct(images, num_inference_steps=50).images"""
 

@@ -1,19 +1,20 @@
-"""What one training step computes: the noise and timesteps it draws, and PDAE's loss with one frozen UNet pass."""
+"""What one training step computes: the noise and timesteps it draws, and PDAE's loss with one frozen model pass."""
 
 from __future__ import annotations
 
 import os
 
 import torch
-from diffusers import AutoencoderKL, DDPMScheduler, DiffusionPipeline, ModelMixin, UNet2DModel, VQModel
+from diffusers import AutoencoderKL, DDPMScheduler, DiffusionPipeline, ModelMixin, VQModel
 from diffusers.configuration_utils import FrozenDict
 from diffusers.utils.torch_utils import randn_tensor
 
 from ..latent_space import AUTOENCODER_COMPONENT_NAMES
 from ..models.encoders import EncoderModel
+from ..models.frozen_denoiser import FrozenDenoiser, frozen_denoiser, load_denoiser_model
 from ..models.gradient_estimator import GradientEstimator
-from ..models.unet_features import check_unet_supported, unet_forward_with_features
-from ..pdae_math import noise_from_model_output, pdae_loss
+from ..models.pdae_prediction import pdae_noise_prediction
+from ..pdae_math import weighted_noise_loss
 from ..sampling import check_scheduler
 from .autoencoders import encode_batch, load_autoencoder
 
@@ -35,16 +36,17 @@ def sample_noise_and_timesteps(
     return noise, timesteps
 
 
-def load_frozen_dpm(pretrained_model_name_or_path: str) -> tuple[UNet2DModel, DDPMScheduler]:
-    """The pre-trained DPM's UNet (frozen) and training scheduler, checked before anything else runs.
+def load_frozen_dpm(pretrained_model_name_or_path: str) -> tuple[FrozenDenoiser, DDPMScheduler]:
+    """The pre-trained DPM's frozen model, behind its adapter, and training scheduler, checked before anything else
+    runs. The model's class comes from the folder (`model_index.json`, else `unet/config.json`).
 
     Raises:
         `ValueError`: naming what cannot be loaded or served (no connection for a Hub id, a folder without `unet/`
-            or `scheduler/`, a UNet layout or scheduler PDAE cannot serve), and what to do.
+            or `scheduler/`, a model class, layout or scheduler PDAE cannot serve), and what to do.
     """
     try:
-        unet = UNet2DModel.from_pretrained(pretrained_model_name_or_path, subfolder="unet")
-        as_stored(unet, UNet2DModel.load_config(pretrained_model_name_or_path, subfolder="unet"))
+        model, stored = load_denoiser_model(pretrained_model_name_or_path)
+        as_stored(model, stored)
         scheduler = DDPMScheduler.from_pretrained(pretrained_model_name_or_path, subfolder="scheduler")
     except (OSError, ValueError) as error:
         where = (
@@ -56,9 +58,8 @@ def load_frozen_dpm(pretrained_model_name_or_path: str) -> tuple[UNet2DModel, DD
             f"Cannot load the DPM --pretrained_model_name_or_path {pretrained_model_name_or_path!r}, {where}. "
             f"({type(error).__name__}: {str(error).splitlines()[0]})"
         ) from error
-    check_unet_supported(unet.config)
     check_scheduler(scheduler)
-    return freeze(unet), scheduler
+    return frozen_denoiser(freeze(model)), scheduler
 
 
 def clean_samples(batch: dict, vae: ModelMixin | None, generator: torch.Generator) -> torch.Tensor:
@@ -130,7 +131,7 @@ def freeze(model: ModelMixin) -> ModelMixin:
 
 
 def pdae_training_loss(
-    unet: UNet2DModel,
+    denoiser: FrozenDenoiser | ModelMixin,
     encoder: EncoderModel,
     gradient_estimator: GradientEstimator,
     noise_scheduler: DDPMScheduler,
@@ -140,14 +141,15 @@ def pdae_training_loss(
     gamma: float = 0.1,
     encoder_input: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Per-sample PDAE loss for one batch, with a single frozen UNet pass.
+    """Per-sample PDAE loss for one batch, with a single frozen model pass ([`pdae_noise_prediction`]).
 
-    The frozen UNet runs once without gradient and yields both eps_theta (its output seen as a noise prediction,
+    The frozen model runs once without gradient and yields both eps_theta (its output seen as a noise prediction,
     whatever `noise_scheduler.config.prediction_type` says it predicts) and the features G needs; gradients reach
     only the encoder and G. `encoder` and `gradient_estimator` may be wrapped by `accelerator.prepare` (DDP), so they
     are called through `__call__`.
 
     Args:
+        denoiser ([`FrozenDenoiser`] or the frozen model): the pre-trained DPM.
         clean_images (`torch.Tensor` of shape `(B, C, H, W)`): x_0 as the UNet sees it: images in [-1, 1], or for a
             latent DPM their autoencoder latents.
         noise (`torch.Tensor` of shape `(B, C, H, W)`): eps ~ N(0, I).
@@ -161,13 +163,10 @@ def pdae_training_loss(
     """
     with torch.no_grad():
         noisy_images = noise_scheduler.add_noise(clean_images, noise, timesteps)
-        features = unet_forward_with_features(unet, noisy_images.to(unet.dtype), timesteps)
     z = encoder(clean_images if encoder_input is None else encoder_input).z
-    gradient = gradient_estimator(
-        features.down_block_res_samples, features.mid_block_res_sample, features.temb, z
-    ).sample
-    prediction_type = noise_scheduler.config.get("prediction_type", "epsilon")
-    noise_pred = noise_from_model_output(
-        features.noise_pred.float(), noisy_images, timesteps, noise_scheduler.betas, prediction_type
-    )
-    return pdae_loss(noise, noise_pred, gradient, timesteps, noise_scheduler.betas, gamma)
+    betas, prediction_type = noise_scheduler.betas, noise_scheduler.config.get("prediction_type", "epsilon")
+    eps_hat = pdae_noise_prediction(
+        frozen_denoiser(denoiser), gradient_estimator, noisy_images, timesteps, z, betas, prediction_type,
+        dtype=torch.float32,
+    )  # fmt: skip
+    return weighted_noise_loss(noise, eps_hat, timesteps, betas, gamma)

@@ -16,7 +16,7 @@ from diffusers_pdae import (
     PDAEEncoder,
     PDAEPipeline,
     PDAETransformersEncoder,
-    unet_forward_with_features,
+    frozen_denoiser,
 )
 from diffusers_pdae.training import pdae_training_loss
 
@@ -146,15 +146,15 @@ def test_without_gradients_each_layer_runs_once_and_the_codes_and_shift_are_unch
     encoder = tiny_encoder().train()
     images = tiny_images(2)
     with torch.no_grad():
-        features = unet_forward_with_features(unet, images, torch.tensor([10, 500]))
+        features = frozen_denoiser(unet).forward_with_features(images, torch.tensor([10, 500])).features
         z = encoder(images).z
-        shift = estimator.from_features(features, z)
+        shift = estimator(features, z).sample
         for model in (encoder, estimator):
             model.enable_gradient_checkpointing()
         calls = []
         recomputed_layer(estimator).register_forward_hook(lambda *_: calls.append(1))
         assert torch.equal(encoder(images).z, z)
-        assert torch.equal(estimator.from_features(features, z), shift)
+        assert torch.equal(estimator(features, z).sample, shift)
     assert len(calls) == 1
 
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 from diffusers import DDPMScheduler
 
-from diffusers_pdae import GradientEstimator, unet_forward_with_features
+from diffusers_pdae import GradientEstimator, frozen_denoiser
 from diffusers_pdae.models.gradient_estimator import scaled_widths
 from diffusers_pdae.training import pdae_training_loss
 
@@ -69,8 +69,8 @@ def test_a_narrower_estimator_reads_the_unets_skips_at_their_own_widths():
     light = perturb_output(GradientEstimator.from_unet(unet, latent_dim=LATENT_DIM, width_multiplier=0.5))
     assert tuple(light.config.up_block_out_channels) == (4, 8)
     assert light.conv_out.in_channels == 4
-    features = unet_forward_with_features(unet, tiny_images(3), torch.tensor([3, 300, 900]))
-    gradient = light.from_features(features, torch.randn(3, LATENT_DIM))
+    features = frozen_denoiser(unet).forward_with_features(tiny_images(3), torch.tensor([3, 300, 900])).features
+    gradient = light(features, torch.randn(3, LATENT_DIM)).sample
     assert gradient.shape == (3, 1, 16, 16) and gradient.abs().sum() > 0
 
 
@@ -107,9 +107,9 @@ def test_a_light_estimator_reloads_bit_for_bit(tmp_path):
     rebuilt = GradientEstimator.from_config(light.config)
     assert rebuilt.state_dict().keys() == light.state_dict().keys()
     loaded.check_compatible(unet)
-    features = unet_forward_with_features(unet, tiny_images(2), torch.tensor([10, 500]))
+    features = frozen_denoiser(unet).forward_with_features(tiny_images(2), torch.tensor([10, 500])).features
     z = torch.randn(2, LATENT_DIM)
-    assert torch.equal(loaded.from_features(features, z), light.from_features(features, z))
+    assert torch.equal(loaded(features, z).sample, light(features, z).sample)
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@ import torch
 from diffusers import DDPMScheduler, UNet2DModel
 from diffusers.models.resnet import ResnetBlock2D
 
-from diffusers_pdae import GradientEstimator, PDAEEncoder, unet_forward_with_features
+from diffusers_pdae import GradientEstimator, PDAEEncoder, frozen_denoiser
 from diffusers_pdae.models import ZShiftResnetBlock2D
 from diffusers_pdae.training import pdae_training_loss
 
@@ -72,8 +72,9 @@ def test_encoder_shapes_and_errors():
 def test_features_come_from_the_single_unet_pass():
     unet = tiny_unet()
     x, t = tiny_images(2), torch.tensor([3, 700])
-    features = unet_forward_with_features(unet, x, t)
-    assert torch.equal(features.noise_pred, unet(x, t).sample)
+    frozen_pass = frozen_denoiser(unet).forward_with_features(x, t)
+    features = frozen_pass.features
+    assert torch.equal(frozen_pass.model_output, unet(x, t).sample)
     assert features.temb.shape == (2, 32)
     # conv_in, two resnets and a downsampler in block 0, one resnet in block 1
     assert [f.shape[1:] for f in features.down_block_res_samples] == [(8, 16, 16), (8, 16, 16), (8, 8, 8), (16, 8, 8)]
@@ -99,8 +100,10 @@ def test_gradient_estimator_serves_hub_ddpm_layouts(layout):
             assert torch.equal(value, unet_state[name]), name
     size = layout["sample_size"]
     with torch.no_grad():
-        features = unet_forward_with_features(unet, torch.randn(1, 3, size, size), torch.tensor([10]))
-        gradient = estimator.from_features(features, torch.randn(1, 16))
+        features = (
+            frozen_denoiser(unet).forward_with_features(torch.randn(1, 3, size, size), torch.tensor([10])).features
+        )
+        gradient = estimator(features, torch.randn(1, 16)).sample
     assert gradient.shape == (1, 3, size, size)
     assert torch.count_nonzero(gradient) == 0  # zero-initialised output conv
 
@@ -145,16 +148,16 @@ def test_gradient_estimator_checks_fit_and_z_width():
     )  # fmt: skip
     with pytest.raises(ValueError, match="block_out_channels"):
         estimator.check_compatible(other)
-    features = unet_forward_with_features(tiny_unet(), tiny_images(2), torch.tensor([1, 2]))
+    features = frozen_denoiser(tiny_unet()).forward_with_features(tiny_images(2), torch.tensor([1, 2])).features
     with pytest.raises(ValueError, match=rf"\(batch_size, {LATENT_DIM}\)"):
-        estimator.from_features(features, torch.zeros(2, LATENT_DIM + 1))
+        estimator(features, torch.zeros(2, LATENT_DIM + 1))
 
 
 def test_shifted_prediction_equals_unet_prediction_at_init():
     unet = tiny_unet()
     estimator = GradientEstimator.from_unet(unet, latent_dim=LATENT_DIM)
-    features = unet_forward_with_features(unet, tiny_images(2), torch.tensor([5, 900]))
-    gradient = estimator.from_features(features, torch.randn(2, LATENT_DIM))
+    features = frozen_denoiser(unet).forward_with_features(tiny_images(2), torch.tensor([5, 900])).features
+    gradient = estimator(features, torch.randn(2, LATENT_DIM)).sample
     assert torch.count_nonzero(gradient) == 0
 
 
@@ -207,9 +210,9 @@ def test_save_and_load_round_trip_bit_for_bit(tmp_path):
     loaded_estimator = GradientEstimator.from_pretrained(tmp_path / "gradient_estimator").eval()
     images = tiny_images(2)
     assert torch.equal(loaded_encoder(images).z, encoder(images).z)
-    features = unet_forward_with_features(tiny_unet(), images, torch.tensor([10, 500]))
+    features = frozen_denoiser(tiny_unet()).forward_with_features(images, torch.tensor([10, 500])).features
     z = torch.randn(2, LATENT_DIM)
-    assert torch.equal(loaded_estimator.from_features(features, z), estimator.eval().from_features(features, z))
+    assert torch.equal(loaded_estimator(features, z).sample, estimator.eval()(features, z).sample)
 
 
 @pytest.mark.parametrize(

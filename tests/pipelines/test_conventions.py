@@ -27,10 +27,10 @@ def test_models_return_base_outputs_or_tuples():
     features = pipeline.unet(images, 10)  # any UNet pass; G's own output type is checked below
     assert features.sample.shape == images.shape
     estimator = pipeline.gradient_estimator
-    from diffusers_pdae.models import unet_forward_with_features
+    from diffusers_pdae.models import frozen_denoiser
 
-    captured = unet_forward_with_features(pipeline.unet, images, torch.tensor([10, 10]))
-    args = (captured.down_block_res_samples, captured.mid_block_res_sample, captured.temb, output.z)
+    captured = frozen_denoiser(pipeline.unet).forward_with_features(images, torch.tensor([10, 10])).features
+    args = (captured, output.z)
     assert isinstance(estimator(*args), GradientEstimatorOutput)
     assert torch.equal(estimator(*args, return_dict=False)[0], estimator(*args).sample)
 
