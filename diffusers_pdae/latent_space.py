@@ -62,6 +62,16 @@ def encode_images(
     return latents * vae.config.scaling_factor
 
 
+@torch.no_grad()
+def latent_moments(vae: ModelMixin, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The scaled latents of `pixels` `(B, C, H, W)`: a `VQModel`'s (and None), or an `AutoencoderKL` posterior's
+    mean and standard deviation, both times the scaling factor (a sample is `mean + std * eps`)."""
+    if isinstance(vae, VQModel):
+        return encode_images(vae, pixels), None
+    posterior = vae.encode(pixels).latent_dist
+    return posterior.mean * vae.config.scaling_factor, posterior.std * vae.config.scaling_factor
+
+
 def decode_latents(vae: ModelMixin, latents: torch.Tensor) -> torch.Tensor:
     """Diffusion latents -> pixel images `(B, C, H, W)` in about [-1, 1] (unclipped), as `LDMPipeline` and
     `DiTPipeline` decode them: `vae.decode(latents / scaling_factor)` (a `VQModel` quantizes first)."""

@@ -106,3 +106,42 @@ def test_the_frozen_model_rule_sees_real_imports():
 def test_only_the_adapter_imports_the_frozen_model_classes(path):
     named = sorted(imported_names(path) & FROZEN_MODEL_CLASSES)
     assert not named, f"{path.name} imports {named}; reach the frozen model through models/frozen_denoiser.py"
+
+
+def module_graph() -> dict[str, set[str]]:
+    """Each package module (not `__init__`) -> the package modules it imports anywhere, function bodies included."""
+    modules = {
+        ".".join(path.relative_to(PACKAGE_DIR).with_suffix("").parts): path
+        for path in package_modules()
+        if path.name != "__init__.py"
+    }
+
+    def module_of(name: str) -> str:
+        while name and name not in modules:
+            name = name.rpartition(".")[0]
+        return name
+
+    return {
+        module: {module_of(name) for name in imported_modules(path) if module_of(name) not in ("", module)}
+        for module, path in modules.items()
+    }
+
+
+def test_no_two_modules_import_each_other_even_inside_a_function():
+    graph, finished, stack = module_graph(), set(), []
+    assert "models.frozen_denoiser" in graph["models.gradient_estimator"]  # the graph sees real imports
+
+    def visit(module: str) -> None:
+        if module in stack:
+            cycle = stack[stack.index(module) :] + [module]
+            raise AssertionError("import circle: " + " -> ".join(cycle))
+        if module in finished:
+            return
+        stack.append(module)
+        for imported in sorted(graph[module]):
+            visit(imported)
+        stack.pop()
+        finished.add(module)
+
+    for module in sorted(graph):
+        visit(module)

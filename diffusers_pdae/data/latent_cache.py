@@ -6,11 +6,11 @@ from __future__ import annotations
 import random
 
 import torch
-from diffusers import AutoencoderKL, ModelMixin
+from diffusers import ModelMixin
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from ..latent_space import encode_images
+from ..latent_space import latent_moments
 
 
 class CachedLatentDataset(Dataset):
@@ -65,13 +65,3 @@ class CachedLatentDataset(Dataset):
         if self.stds:
             item["latent_std"] = self.stds[flipped][index]
         return item
-
-
-@torch.no_grad()
-def latent_moments(vae: ModelMixin, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The scaled latents of `pixels` `(B, C, H, W)`: a `VQModel`'s (and None), or an `AutoencoderKL` posterior's
-    mean and standard deviation, both times the scaling factor (a sample is `mean + std * eps`)."""
-    if not isinstance(vae, AutoencoderKL):
-        return encode_images(vae, pixels), None
-    posterior = vae.encode(pixels).latent_dist
-    return posterior.mean * vae.config.scaling_factor, posterior.std * vae.config.scaling_factor

@@ -15,7 +15,7 @@ import logging
 
 import torch
 
-from .training_data import HeldOut, ImageConversion, check_columns, image_name
+from .images import HeldOut, ImageConversion, check_columns, image_name, load_image_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -179,8 +179,6 @@ def load_streaming_dataset(
     `datasets.load_dataset` reads) or an image folder (`--train_data_dir`), streamed (`streaming=True`) and checked by
     converting the first readable image."""
     import datasets
-
-    from .training_data import load_image_dataset
 
     stream = load_image_dataset(dataset_name, dataset_config_name, train_data_dir, cache_dir, streaming=True)
     image_column = resolve_image_column(stream.features, image_column)

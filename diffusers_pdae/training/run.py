@@ -17,7 +17,7 @@ import torch
 from accelerate import Accelerator
 from diffusers import DiffusionPipeline, SchedulerMixin
 
-from ..data.streaming import StreamedImages
+from ..data.sources import is_stream
 from ..file_utils import write_folder_atomically
 from .accelerator import (
     check_on_main_process,
@@ -208,7 +208,7 @@ class TrainingRun:
             {f"{name}_ema": make_ema(model, config) for name, model in models.items()} if config.use_ema else {}
         )
         parameters = [param for model in models.values() for param in model.parameters() if param.requires_grad]
-        if isinstance(dataset, StreamedImages):  # each process's own shards, not sharded again by Accelerate
+        if is_stream(dataset):  # each process's own shards, not sharded again by Accelerate
             self.stream = prepare_stream(accelerator, config, dataset, self.args.dataloader_num_workers)
             loaders, num_batches = [], None
         else:
