@@ -300,8 +300,8 @@ def load_denoiser_model(pretrained_model_name_or_path: str, **load_kwargs) -> tu
     """The frozen model of a pipeline folder or Hub id, loaded with its own class, and its config as stored.
 
     Raises:
-        `OSError` or `ValueError` from diffusers for what cannot be read; a `ValueError` for a class PDAE does not
-            serve (naming those it does).
+        `OSError`: from diffusers, for what cannot be read.
+        `ValueError`: for a config diffusers refuses, or a class PDAE does not serve (naming those it does).
     """
     component, class_name = stored_denoiser_class(pretrained_model_name_or_path, **load_kwargs)
     adapter = denoiser_adapter(class_name)
