@@ -9,6 +9,14 @@ Flags follow diffusers' `examples/unconditional_image_generation/train_unconditi
 `DDPMPipeline`; with --pretrained_vae_model_name_or_path (the flag of diffusers' text-to-image training scripts) an
 `LDMPipeline` (`vqvae`, `unet`, `scheduler`: a DDIMScheduler without clipping), whose UNet denoises the autoencoder's
 latents, encoded on the fly (an AutoencoderKL's posterior sampled), while --resolution stays the pixel size.
+
+With captions (--digit_captions for the bundled digits, "a handwritten digit seven"; --caption_column for a dataset's
+text) it trains a text-conditional latent DPM, a `UNet2DConditionModel` on a frozen text encoder's embeddings, and
+releases a `StableDiffusionPipeline`; --proportion_empty_prompts of the captions are replaced by the empty prompt, so
+that the empty prompt is a real unconditional model.
+
+    accelerate launch examples/train_dpm.py --pretrained_vae_model_name_or_path kl-mnist --digit_captions \
+      --output_dir sd-mnist
 """
 
 from __future__ import annotations
@@ -22,7 +30,15 @@ import os
 import numpy as np
 import torch
 import torch.nn.functional as F
-from diffusers import DDIMScheduler, DDPMPipeline, DDPMScheduler, LDMPipeline, UNet2DModel
+from diffusers import (
+    DDIMScheduler,
+    DDPMPipeline,
+    DDPMScheduler,
+    LDMPipeline,
+    StableDiffusionPipeline,
+    UNet2DConditionModel,
+    UNet2DModel,
+)
 
 from diffusers_pdae.data import dataset_size, image_geometry, load_image_dataset, load_training_dataset
 from diffusers_pdae.image_utils import make_grid
@@ -43,6 +59,15 @@ from diffusers_pdae.training import (
     make_parser,
     positive_int,
     sample_noise_and_timesteps,
+    text_to_image_model_card,
+)
+from diffusers_pdae.training.args import fraction
+from diffusers_pdae.training.text_conditioning import (
+    digit_caption,
+    digit_captions,
+    drop_captions,
+    encode_captions,
+    text_encoder_for,
 )
 
 # The bundled MNIST DPM: 1.6M parameters, 32x32 (28x28 digits padded), attention at 8x8.
@@ -57,6 +82,18 @@ MNIST_UNET_CONFIG = {
     "norm_num_groups": 8,
     "attention_head_dim": 32,
 }
+# The bundled sd-mnist's UNet: cross-attention at the two finer of three levels, as SD 1.x has it at three of four;
+# attention_head_dim counts heads, as in SD's configs. cross_attention_dim comes from the text encoder.
+MNIST_TEXT_UNET_CONFIG = {
+    "block_out_channels": (32, 64, 64),
+    "layers_per_block": 2,
+    "down_block_types": ("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+    "up_block_types": ("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+    "norm_num_groups": 8,
+    "attention_head_dim": 4,
+}
+# Classifier-free guidance of the sample grids of a text-conditional DPM.
+GRID_GUIDANCE_SCALE = 3.0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,6 +129,32 @@ def build_parser() -> argparse.ArgumentParser:
         help="Train a class-conditional DPM with this many classes (the bundled MNIST has 10 digit labels); used to "
         "compare conditional and unconditional diffusion losses.",
     )
+    parser.add_argument(
+        "--digit_captions",
+        action="store_true",
+        help="Train a text-conditional latent DPM (a StableDiffusionPipeline) on the bundled MNIST digits, captioned "
+        "from their labels ('a handwritten digit seven'), through a small CLIP text encoder built for them.",
+    )
+    parser.add_argument(
+        "--caption_column",
+        type=str,
+        default=None,
+        help="Train a text-conditional latent DPM on this text column of --dataset_name / --train_data_dir (needs "
+        "--pretrained_text_encoder_name_or_path).",
+    )
+    parser.add_argument(
+        "--proportion_empty_prompts",
+        type=fraction,
+        default=None,
+        help="Share of captions replaced by the empty prompt, so the empty prompt is a real unconditional model "
+        "(default 0.1, as Stable Diffusion was trained).",
+    )
+    parser.add_argument(
+        "--pretrained_text_encoder_name_or_path",
+        type=str,
+        default=None,
+        help="A Stable Diffusion folder or Hub id whose text_encoder/ and tokenizer/ condition the DPM (frozen).",
+    )
     add_data_args(parser)
     add_streaming_args(parser)
     add_optimization_args(parser, learning_rate=2e-4)
@@ -101,12 +164,45 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_args(argv=None) -> argparse.Namespace:
     args = finalize_args(build_parser().parse_args(argv))
+    args.text_conditioned = args.digit_captions or args.caption_column is not None
+    if args.text_conditioned:
+        check_text_args(args)
+    else:
+        for flag in ("proportion_empty_prompts", "pretrained_text_encoder_name_or_path"):
+            if getattr(args, flag) is not None:
+                raise ValueError(
+                    f"--{flag} applies to a text-conditional DPM: add --digit_captions or --caption_column."
+                )
     if args.pretrained_vae_model_name_or_path is not None and args.num_class_embeds is not None:
         raise ValueError(
             "--num_class_embeds cannot be combined with --pretrained_vae_model_name_or_path: diffusers' LDMPipeline "
             "samples unconditionally."
         )
     return args
+
+
+def check_text_args(args) -> None:
+    """The flags of a text-conditional DPM fit together (each refusal names the flag to change)."""
+    own_data = args.dataset_name is not None or args.train_data_dir is not None
+    if args.digit_captions and (args.caption_column is not None or own_data):
+        raise ValueError(
+            "--digit_captions captions the bundled MNIST digits by their labels; for your own images pass "
+            "--caption_column (and --dataset_name or --train_data_dir) instead."
+        )
+    if args.pretrained_vae_model_name_or_path is None:
+        raise ValueError(
+            "A text-conditional DPM is trained on an autoencoder's latents, as Stable Diffusion is: pass "
+            "--pretrained_vae_model_name_or_path (e.g. a KL autoencoder from examples/train_autoencoder.py)."
+        )
+    if args.num_class_embeds is not None:
+        raise ValueError("--num_class_embeds and captions are two conditionings; keep one.")
+    if args.caption_column is not None and args.pretrained_text_encoder_name_or_path is None:
+        raise ValueError(
+            "Free-text captions (--caption_column) need a pre-trained text encoder: pass "
+            "--pretrained_text_encoder_name_or_path (a Stable Diffusion folder with text_encoder/ and tokenizer/)."
+        )
+    if args.proportion_empty_prompts is None:
+        args.proportion_empty_prompts = 0.1
 
 
 # The bundled layout's UNet halves the image twice: sizes must be multiples of 4, and it is meant for small images.
@@ -138,14 +234,19 @@ def data_geometry(args) -> tuple[int, int]:
     return channels, size
 
 
+def unet_class(args) -> type:
+    """The class of the UNet to train: `UNet2DConditionModel` with captions, else `UNet2DModel`."""
+    return UNet2DConditionModel if args.text_conditioned else UNet2DModel
+
+
 def unet_layout(args) -> dict:
     """The UNet config of --model_config_name_or_path (a JSON file or a folder), or the bundled MNIST layout."""
     if args.model_config_name_or_path is None:
-        return dict(MNIST_UNET_CONFIG)
+        return dict(MNIST_TEXT_UNET_CONFIG if args.text_conditioned else MNIST_UNET_CONFIG)
     if os.path.isfile(args.model_config_name_or_path):
         with open(args.model_config_name_or_path) as f:
             return json.load(f)
-    return dict(UNet2DModel.load_config(args.model_config_name_or_path))
+    return dict(unet_class(args).load_config(args.model_config_name_or_path))
 
 
 def latent_sample_size(args, config: dict, vae) -> int:
@@ -156,7 +257,7 @@ def latent_sample_size(args, config: dict, vae) -> int:
         raise ValueError("The UNet config of --model_config_name_or_path has no sample_size: pass --resolution.")
     if args.resolution is None:
         args.resolution = config["sample_size"] * downsampling_factor(vae) if given else image_geometry_of(args)[1]
-    defaults = inspect.signature(UNet2DModel.__init__).parameters
+    defaults = inspect.signature(unet_class(args).__init__).parameters
     channels = tuple(config.get(key, defaults[key].default) for key in ("in_channels", "out_channels"))
     size = latent_unet_geometry(vae, args.resolution, channels if given else None)
     if not given and (size % 4 or size > LARGEST_DEFAULT_SIZE):
@@ -168,10 +269,12 @@ def latent_sample_size(args, config: dict, vae) -> int:
     return size
 
 
-def unet_config(args, vae=None) -> dict:
-    """The config of the UNet to train, on the training images or on `vae`'s latents, checked before any work; sets
-    `args.resolution` to the pixel size."""
+def unet_config(args, vae=None, text_encoder=None) -> dict:
+    """The config of the UNet to train, on the training images or on `vae`'s latents (conditioned on
+    `text_encoder`'s embeddings when given), checked before any work; sets `args.resolution` to the pixel size."""
     config = unet_layout(args)
+    if text_encoder is not None:
+        config["cross_attention_dim"] = text_encoder.config.hidden_size
     default_layout = args.model_config_name_or_path is None
     if vae is not None:
         config["sample_size"] = latent_sample_size(args, config, vae)
@@ -208,10 +311,11 @@ def main(argv=None):
     args = parse_args(argv)
     vae_path = args.pretrained_vae_model_name_or_path
     vae = None if vae_path is None else freeze(load_autoencoder(vae_path))
-    config = unet_config(args, vae)
+    text_encoder, tokenizer = text_encoder_for(vars(args)) if args.text_conditioned else (None, None)
+    config = unet_config(args, vae, text_encoder)
     run = TrainingRun(args, "train_dpm")
 
-    unet = UNet2DModel.from_config(config)
+    unet = unet_class(args).from_config(config)
     # An LDM's latents are not bounded to [-1, 1]: its schedulers must not clip them (as CompVis/ldm-celebahq-256's)
     latent_options = {} if vae is None else {"clip_sample": False}
     noise_scheduler = DDPMScheduler(
@@ -221,11 +325,28 @@ def main(argv=None):
         args.dataset_name, args.dataset_config_name, args.train_data_dir, args.image_column,
         unet.config.in_channels if vae is None else vae.config.in_channels, args.resolution, args.center_crop,
         args.random_flip, args.cache_dir, check_images=not args.skip_image_check, streaming=args.streaming,
+        caption_column=args.caption_column,
     )  # fmt: skip
     latent_shape = (unet.config.in_channels, unet.config.sample_size, unet.config.sample_size)
-    if vae is not None:
-        run.prepare_frozen(vae)
-    unet = run.prepare({"unet": unet}, dataset, "ddpm" if vae is None else "ldm", noise_scheduler, vae_path)
+    for frozen in (vae, text_encoder):
+        if frozen is not None:
+            run.prepare_frozen(frozen)
+    kind = "ddpm" if vae is None else ("sd" if args.text_conditioned else "ldm")
+    unet = run.prepare({"unet": unet}, dataset, kind, noise_scheduler, vae_path)
+
+    def condition(batch) -> dict:
+        """The UNet's conditioning inputs for a batch: class labels, caption embeddings (some captions dropped to
+        the empty prompt, drawn from the run's checkpointed generator) or nothing."""
+        if args.num_class_embeds is not None:
+            return {"class_labels": batch["class_labels"]}
+        if not args.text_conditioned:
+            return {}
+        if args.digit_captions:
+            captions = [digit_caption(label) for label in batch["class_labels"]]
+        else:
+            captions = batch["caption"]
+        captions = drop_captions(captions, args.proportion_empty_prompts, run.noise_generator)
+        return {"encoder_hidden_states": encode_captions(text_encoder, tokenizer, captions)}
 
     def compute_loss(batch):
         clean_images = batch["pixel_values"]
@@ -233,34 +354,47 @@ def main(argv=None):
             clean_images = encode_batch(vae, clean_images, run.noise_generator)
         noise, timesteps = sample_noise_and_timesteps(clean_images, args.ddpm_num_steps, run.noise_generator)
         noisy_images = noise_scheduler.add_noise(clean_images, noise, timesteps)
-        class_labels = batch["class_labels"] if args.num_class_embeds is not None else None
-        noise_pred = unet(noisy_images, timesteps, class_labels=class_labels).sample
+        noise_pred = unet(noisy_images, timesteps, **condition(batch)).sample
         return F.mse_loss(noise_pred.float(), noise.float(), reduction="none").mean(dim=(1, 2, 3))
 
-    released_vae = []
+    released = {}
 
-    def final_pipeline() -> DDPMPipeline | LDMPipeline:
+    def final_pipeline() -> DDPMPipeline | LDMPipeline | StableDiffusionPipeline:
         if vae is None:
             return DDPMPipeline(unet=run.final_model("unet"), scheduler=noise_scheduler)
-        if not released_vae:  # the source weights in float32, not the training copy in the run's weight dtype
-            released_vae.append(load_autoencoder(vae_path).to(run.accelerator.device))
+        if not released:  # the source weights in float32, not the training copies in the run's weight dtype
+            released["vae"] = load_autoencoder(vae_path).to(run.accelerator.device)
+            if args.text_conditioned:
+                released["text_encoder"] = text_encoder_for(vars(args))[0].to(run.accelerator.device)
         scheduler = DDIMScheduler.from_config(noise_scheduler.config, clip_sample=False)
-        return LDMPipeline(vqvae=released_vae[0], unet=run.final_model("unet"), scheduler=scheduler)
+        if args.text_conditioned:
+            return StableDiffusionPipeline(
+                vae=released["vae"], text_encoder=released["text_encoder"], tokenizer=tokenizer,
+                unet=run.final_model("unet"), scheduler=scheduler, safety_checker=None, feature_extractor=None,
+                requires_safety_checker=False,
+            )  # fmt: skip
+        return LDMPipeline(vqvae=released["vae"], unet=run.final_model("unet"), scheduler=scheduler)
 
+    grid_prompts = digit_captions() if args.digit_captions else None
     last_grid = {}
 
+    def sample_images(generator: torch.Generator, global_step: int) -> tuple[np.ndarray, int]:
+        """Samples `(N, H, W, C)` for the grid, and the images per grid row (one row per prompt with captions)."""
+        if args.num_class_embeds is not None:
+            return sample_class_conditional(run.final_model("unet"), noise_scheduler, args, generator), 8
+        pipeline = final_pipeline()
+        pipeline.set_progress_bar_config(desc=f"sampling at step {global_step}", leave=False)
+        steps = {"num_inference_steps": args.ddpm_num_inference_steps, "output_type": "np", "generator": generator}
+        if not args.text_conditioned:
+            return pipeline(batch_size=args.eval_batch_size, **steps).images, 8
+        prompts = grid_prompts or [dataset[i]["caption"] for i in range(min(args.eval_batch_size, len(dataset)))]
+        copies = max(1, args.eval_batch_size // len(prompts))
+        images = pipeline(prompts, num_images_per_prompt=copies, guidance_scale=GRID_GUIDANCE_SCALE, **steps).images
+        return images, copies
+
     def save_samples(global_step: int) -> None:
-        generator = torch.Generator().manual_seed(0)
-        if args.num_class_embeds is None:
-            pipeline = final_pipeline()
-            pipeline.set_progress_bar_config(desc=f"sampling at step {global_step}", leave=False)
-            images = pipeline(
-                generator=generator, batch_size=args.eval_batch_size,
-                num_inference_steps=args.ddpm_num_inference_steps, output_type="np",
-            ).images  # fmt: skip
-        else:
-            images = sample_class_conditional(run.final_model("unet"), noise_scheduler, args, generator)
-        grid = make_grid(torch.from_numpy(images).permute(0, 3, 1, 2), nrow=min(8, args.eval_batch_size))
+        images, per_row = sample_images(torch.Generator().manual_seed(0), global_step)
+        grid = make_grid(torch.from_numpy(images).permute(0, 3, 1, 2), nrow=min(per_row, len(images)))
         last_grid["path"] = os.path.join(args.output_dir, "samples", f"step-{global_step:06d}.png")
         os.makedirs(os.path.dirname(last_grid["path"]), exist_ok=True)
         grid.save(last_grid["path"])
@@ -278,7 +412,10 @@ def main(argv=None):
     if run.accelerator.is_main_process:
         save_samples(loop.global_step)
     card = dpm_model_card
-    if vae is not None:
+    if args.text_conditioned:
+        prompt = digit_caption(7) if args.digit_captions else dataset[0]["caption"]
+        card = functools.partial(text_to_image_model_card, latent_shape=latent_shape, prompt=prompt)
+    elif vae is not None:
         card = functools.partial(ldm_model_card, class_name=type(vae).__name__, latent_shape=latent_shape)
     run.release(card, grid_source=last_grid.get("path"), card_image="samples.png")
 

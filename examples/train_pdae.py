@@ -10,6 +10,11 @@ frozen model stays frozen in the weight dtype. The output folder is a complete `
 A latent DPM (an `LDMPipeline` folder or Hub id: `unet`, `vqvae` or `vae`, `scheduler`) is trained in its latent
 space: the frozen autoencoder encodes each batch, the UNet and G work on the latents, the encoder reads the pixel
 images (--resolution is their size), and the released pipeline carries the autoencoder as its `vae`.
+
+A Stable Diffusion folder or Hub id (a `StableDiffusionPipeline`: `unet` a `UNet2DConditionModel`, `vae`,
+`text_encoder`, `tokenizer`, `scheduler`) is a latent DPM whose UNet is asked with a fixed prompt's embedding, the
+empty prompt by default (--prompt): its unconditional branch. The embedding is computed once and released as the
+pipeline's `prompt_embedding`; the text encoder and tokenizer are not kept.
 """
 
 from __future__ import annotations
@@ -74,6 +79,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="For a latent DPM whose autoencoder config has no scaling_factor: the one its UNet was trained with "
         "(1.0 for CompVis' VQ LDMs such as CompVis/ldm-celebahq-256).",
+    )
+    parser.add_argument(
+        "--prompt",
+        type=str,
+        default=None,
+        help="For a text-conditional DPM (Stable Diffusion): the fixed prompt its UNet is asked with, embedded as "
+        "StableDiffusionPipeline embeds a prompt (default: the empty prompt, the unconditional branch).",
     )
     parser.add_argument("--latent_dim", type=positive_int, default=64, help="Width of the code z.")
     parser.add_argument(
@@ -213,10 +225,11 @@ def main(argv=None):
     args = parse_args(argv)
     run = TrainingRun(args, "train_pdae")
 
-    denoiser, noise_scheduler = load_frozen_dpm(args.pretrained_model_name_or_path)
+    denoiser, noise_scheduler = load_frozen_dpm(args.pretrained_model_name_or_path, args.prompt)
     vae = load_frozen_autoencoder(args.pretrained_model_name_or_path, args.vae_scaling_factor)
     check_image_geometry(args, denoiser, vae)
-    for model in (denoiser.model, vae):
+    args.frozen_model = type(denoiser.model).__name__  # recorded in training_info.json and the card
+    for model in (denoiser.model, vae, denoiser.condition):
         if model is not None:
             run.prepare_frozen(model)
 
@@ -263,10 +276,13 @@ def main(argv=None):
             encoder_input=images if reads_pixels else None,
         )  # fmt: skip
 
-    def build_pipeline(frozen: tuple = (denoiser.model, vae)) -> PDAEPipeline:
+    def build_pipeline(frozen: tuple = (denoiser, vae)) -> PDAEPipeline:
         scheduler = DDIMScheduler.from_config(noise_scheduler.config, clip_sample=False)
         final_encoder, final_estimator = run.final_model("encoder"), run.final_model("gradient_estimator")
-        pipeline = PDAEPipeline(frozen[0], scheduler, final_encoder.eval(), final_estimator.eval(), vae=frozen[1])
+        pipeline = PDAEPipeline(
+            frozen[0].model, scheduler, final_encoder.eval(), final_estimator.eval(), vae=frozen[1],
+            prompt_embedding=frozen[0].condition,
+        )  # fmt: skip
         pipeline.set_progress_bar_config(disable=True)
         return pipeline
 
@@ -275,9 +291,9 @@ def main(argv=None):
             return build_pipeline()
         # The frozen models ran in the weight dtype (bf16/fp16): release the pre-trained weights themselves, not
         # their rounding, and leave the training copies as they are.
-        original, _ = load_frozen_dpm(args.pretrained_model_name_or_path)
+        original, _ = load_frozen_dpm(args.pretrained_model_name_or_path, args.prompt)
         original_vae = load_frozen_autoencoder(args.pretrained_model_name_or_path, args.vae_scaling_factor)
-        return build_pipeline((original.model, original_vae))
+        return build_pipeline((original, original_vae))
 
     def measure(global_step: int) -> tuple[dict, PIL.Image.Image]:
         pipeline = build_pipeline()

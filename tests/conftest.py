@@ -141,3 +141,82 @@ def tiny_latent_pipeline(vae=None, shift: bool = True) -> PDAEPipeline:
     pipeline = PDAEPipeline(unet, scheduler, encoder, gradient_estimator, vae=vae)
     pipeline.set_progress_bar_config(disable=True)
     return pipeline
+
+
+SD_CAPTIONS = [f"a handwritten digit {name}" for name in ("zero", "one", "two", "three", "seven")]
+
+
+def tiny_sd_components(prediction_type: str = "epsilon", seed: int = 7) -> dict:
+    """A tiny Stable Diffusion (`StableDiffusionPipeline`'s components): an AutoencoderKL with 4x downsampling (32x32
+    one-channel pixels <-> 4x8x8 latents), a UNet2DConditionModel with cross-attention down, mid and up blocks and
+    SD's legacy `attention_head_dim` (a head count), a small CLIP text encoder and tokenizer, SD's PNDM schedule."""
+    from diffusers import AutoencoderKL, PNDMScheduler, UNet2DConditionModel
+
+    from diffusers_pdae.training.text_conditioning import caption_tokenizer, small_text_encoder
+
+    torch.manual_seed(seed)
+    vae = AutoencoderKL(
+        in_channels=1,
+        out_channels=1,
+        down_block_types=("DownEncoderBlock2D",) * 3,
+        up_block_types=("UpDecoderBlock2D",) * 3,
+        block_out_channels=(8, 8, 8),
+        layers_per_block=1,
+        latent_channels=4,
+        norm_num_groups=4,
+        sample_size=32,
+        scaling_factor=0.5,
+    ).eval()
+    tokenizer = caption_tokenizer(SD_CAPTIONS, model_max_length=8)
+    text_encoder = small_text_encoder(tokenizer, hidden_size=16, num_layers=1, num_heads=2, seed=seed)
+    torch.manual_seed(seed + 1)
+    unet = UNet2DConditionModel(
+        sample_size=8,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(16, 32),
+        layers_per_block=1,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=16,
+        attention_head_dim=2,
+        norm_num_groups=8,
+    ).eval()
+    smooth(unet)
+    scheduler = PNDMScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000,
+        set_alpha_to_one=False, skip_prk_steps=True, steps_offset=1, prediction_type=prediction_type,
+    )  # fmt: skip
+    return {"vae": vae, "text_encoder": text_encoder, "tokenizer": tokenizer, "unet": unet, "scheduler": scheduler}
+
+
+def tiny_sd_pipeline_folder(folder: Path, prediction_type: str = "epsilon") -> str:
+    """`tiny_sd_components` saved as a `StableDiffusionPipeline` folder, as a user's Stable Diffusion would be."""
+    from diffusers import StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline(
+        **tiny_sd_components(prediction_type), safety_checker=None, feature_extractor=None,
+        requires_safety_checker=False,
+    )  # fmt: skip
+    pipe.save_pretrained(folder)
+    return str(folder)
+
+
+def tiny_sd_pdae_pipeline(prediction_type: str = "epsilon", shift: bool = True) -> PDAEPipeline:
+    """PDAE on `tiny_sd_components`: the empty prompt's embedding, G built for the conditional UNet (random: its
+    output perturbed), the encoder on the 32-px pixels."""
+    from diffusers_pdae.models import PromptEmbedding
+
+    sd = tiny_sd_components(prediction_type)
+    prompt_embedding = PromptEmbedding.from_prompt(sd["text_encoder"], sd["tokenizer"], "")
+    torch.manual_seed(3)
+    gradient_estimator = GradientEstimator.from_denoiser(sd["unet"], latent_dim=LATENT_DIM).eval()
+    if shift:
+        perturb_output(gradient_estimator)
+    scheduler = DDIMScheduler.from_config(sd["scheduler"].config, clip_sample=False)
+    encoder = tiny_encoder(in_channels=1, sample_size=32)
+    pipeline = PDAEPipeline(
+        sd["unet"], scheduler, encoder, gradient_estimator, vae=sd["vae"], prompt_embedding=prompt_embedding
+    )
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline

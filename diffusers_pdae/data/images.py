@@ -68,9 +68,12 @@ class ImageConversion:
         return pixel_values
 
 
-def check_columns(column_names: list[str], image_column: str, label_column: str | None = None) -> None:
-    """Refuse an image (or label) column the dataset lacks, naming its columns and the flag to pass."""
-    for column, flag in ((image_column, "--image_column"), (label_column, "--label_column")):
+def check_columns(
+    column_names: list[str], image_column: str, label_column: str | None = None, caption_column: str | None = None
+) -> None:
+    """Refuse an image (label, caption) column the dataset lacks, naming its columns and the flag to pass."""
+    named = ((image_column, "--image_column"), (label_column, "--label_column"), (caption_column, "--caption_column"))
+    for column, flag in named:
         if column is not None and column not in column_names:
             raise ValueError(
                 f"Column {column!r} not found; the dataset has columns {column_names}. Pass the right one with {flag}."

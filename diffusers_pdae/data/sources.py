@@ -34,14 +34,19 @@ def load_training_dataset(
     cache_dir: str | None = None,
     check_images: bool = True,
     streaming: bool = False,
+    caption_column: str | None = None,
 ) -> Dataset:
     """The training images the flags ask for: a Hub dataset, an image folder, or (neither given) bundled MNIST.
 
     With `check_images` every image is decoded once before training and unreadable ones are left out, named (see
     [`skip_unreadable_images`]); without it only the first is tried, and a bad one later stops the run naming its file.
     With `streaming` the images are a [`~diffusers_pdae.data.streaming.StreamedImages`] stream, never materialised
-    (an unreadable image is named and left out when the stream reaches it).
+    (an unreadable image is named and left out when the stream reaches it). With `caption_column` each item also has
+    its `"caption"` (map-style data only).
     """
+    if caption_column is not None and (streaming or (dataset_name is None and train_data_dir is None)):
+        where = "a stream (--streaming)" if streaming else "the bundled MNIST digits (use --digit_captions)"
+        raise ValueError(f"--caption_column cannot be read from {where}; it reads a dataset's text column.")
     if dataset_name is None and train_data_dir is None:
         if channels != 1:
             raise ValueError(
@@ -55,7 +60,9 @@ def load_training_dataset(
             dataset_name, dataset_config_name, train_data_dir, image_column, conversion, cache_dir
         )
     dataset = load_image_dataset(dataset_name, dataset_config_name, train_data_dir, cache_dir)
-    images = ImageFileDataset(dataset, image_column, channels, resolution, center_crop, random_flip)
+    images = ImageFileDataset(
+        dataset, image_column, channels, resolution, center_crop, random_flip, caption_column=caption_column
+    )
     return skip_unreadable_images(images) if check_images else check_first_item(images)
 
 

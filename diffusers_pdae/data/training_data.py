@@ -58,8 +58,9 @@ class ImageFileDataset(Dataset):
         center_crop: bool = True,
         random_flip: bool = False,
         label_column: str | None = None,
+        caption_column: str | None = None,
     ):
-        check_columns(dataset.column_names, image_column, label_column)
+        check_columns(dataset.column_names, image_column, label_column, caption_column)
         import datasets
 
         if isinstance(dataset.features.get(image_column), datasets.Image):
@@ -70,6 +71,7 @@ class ImageFileDataset(Dataset):
         self.channels = channels
         self.resolution = resolution
         self.label_column = label_column
+        self.caption_column = caption_column
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -89,7 +91,23 @@ class ImageFileDataset(Dataset):
         }
         if self.label_column is not None:
             item["class_labels"] = torch.as_tensor(row[self.label_column])
+        if self.caption_column is not None:
+            item["caption"] = caption_text(
+                row[self.caption_column], image_name(row[self.image_column], f"row {index}")
+            )
         return item
+
+
+def caption_text(value, name: str) -> str:
+    """A caption cell as text: a string, or the first of a list of strings (datasets with several captions per
+    image); None counts as the empty caption. A `ValueError` naming the image otherwise."""
+    if isinstance(value, (list, tuple)) and value:
+        value = value[0]
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise ValueError(f"The caption of training image {name} is a {type(value).__name__}, not text.")
+    return value
 
 
 def skip_unreadable_images(dataset: ImageFileDataset) -> Dataset:

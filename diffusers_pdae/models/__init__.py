@@ -6,6 +6,7 @@ from .gradient_estimator import GradientEstimator, GradientEstimatorOutput
 from .gradient_estimator_blocks import GradientEstimatorUpBlock, ZShiftResnetBlock2D
 from .latent_sampler import LatentSampler, LatentSamplerOutput
 from .pdae_prediction import pdae_noise_prediction
+from .prompt_embedding import PromptEmbedding
 from .residual_encoder import PDAEResidualEncoder
 from .transformers_encoder import PDAETransformersEncoder
 
@@ -21,6 +22,7 @@ __all__ = [
     "PDAEEncoderOutput",
     "PDAEResidualEncoder",
     "PDAETransformersEncoder",
+    "PromptEmbedding",
     "FrozenDenoiser",
     "FrozenPass",
     "UNetFeatures",

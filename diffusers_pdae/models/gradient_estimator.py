@@ -233,7 +233,9 @@ class GradientEstimator(ModelMixin, ConfigMixin):
             {key: value for key, value in unet_weights.items() if key in own_keys}, strict=False
         )
         left_out = [key for key in unet_weights if key not in own_keys]
-        if unexpected or any(".z_proj." not in key for key in missing) or not all(map(_is_dropped_layer, left_out)):
+        fresh = ("z_proj",) if denoiser.warm_starts_attention else ("z_proj", "attentions")  # G's own, not copied
+        not_fresh = [key for key in missing if not _in_layer(key, fresh)]
+        if unexpected or not_fresh or not all(map(_is_dropped_layer, left_out)):
             raise ValueError(
                 f"The UNet's up blocks do not match this GradientEstimator (missing {missing[:3]}, not copied "
                 f"{left_out[:3]}); build it with GradientEstimator.from_unet(unet)."
@@ -352,6 +354,10 @@ def scaled_widths(block_out_channels: tuple[int, ...], multiplier: float, multip
     if not multiplier > 0:
         raise ValueError(f"The width multiplier must be positive, got {multiplier}.")
     return tuple(max(multiple, multiple * round(width * multiplier / multiple)) for width in block_out_channels)
+
+
+def _in_layer(key: str, layers: tuple[str, ...]) -> bool:
+    return any(f".{layer}." in key for layer in layers)
 
 
 def _is_dropped_layer(key: str) -> bool:

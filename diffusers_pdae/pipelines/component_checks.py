@@ -39,6 +39,7 @@ def check_pdae_components(
     latent_sampler: ModelMixin | None = None,
     latent_scheduler: SchedulerMixin | None = None,
     vae: ModelMixin | None = None,
+    prompt_embedding: ModelMixin | None = None,
 ) -> None:
     """`PDAEPipeline`'s four components are there, the scheduler can be served, the encoder and G fit the UNet (G's
     layout and noise schedule, the encoder's image size, channels and code width), the optional latent sampler fits
@@ -46,7 +47,8 @@ def check_pdae_components(
     images, or its latents)."""
     components = {"unet": unet, "scheduler": scheduler, "encoder": encoder, "gradient_estimator": gradient_estimator}
     check_no_missing_components("PDAEPipeline", components)
-    denoiser = frozen_denoiser(unet)
+    denoiser = frozen_denoiser(unet, prompt_embedding)
+    denoiser.require_condition()
     check_scheduler(scheduler)
     gradient_estimator.check_compatible(denoiser)
     gradient_estimator.check_schedule(scheduler)

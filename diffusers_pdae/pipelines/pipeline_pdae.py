@@ -61,8 +61,9 @@ class PDAEPipeline(SavesCodeMixin, CodeSpaceMixin, ImageAutoencoderPipelineMixin
     `predict_noise`.
 
     Parameters:
-        unet ([`UNet2DModel`]): the frozen, pre-trained DPM (predicting eps, v or x_0), reached through its
-            [`FrozenDenoiser`] adapter (`pipe.denoiser`), which asks it without a condition.
+        unet ([`UNet2DModel`] or [`UNet2DConditionModel`]): the frozen, pre-trained DPM (predicting eps, v or x_0),
+            reached through its [`FrozenDenoiser`] adapter (`pipe.denoiser`), which asks it without a condition: a
+            Stable Diffusion UNet with `prompt_embedding`, the empty prompt's by default.
         scheduler ([`SchedulerMixin`]): its training schedule; `__call__` samples with it. Inversion and the
             deterministic decoding of `decode`, `reconstruct`, `interpolate` and `manipulate` use a [`DDIMScheduler`]
             built from its config with `clip_sample=False`.
@@ -76,14 +77,17 @@ class PDAEPipeline(SavesCodeMixin, CodeSpaceMixin, ImageAutoencoderPipelineMixin
             frozen autoencoder whose latents the UNet and G work on, named `vae` as in every diffusers pipeline but
             the deprecated `LDMPipeline`. Every method still takes and returns pixel images (decoded as
             `LDMPipeline` and `DiTPipeline` decode); `latents`, inverted x_T and `output_type="latent"` are latents.
+        prompt_embedding ([`PromptEmbedding`], *optional*): for a text-conditional UNet (Stable Diffusion), the
+            embedding of the fixed prompt it is asked with (the empty prompt by default), stored instead of the text
+            encoder and tokenizer.
     """
 
     # The UNet and G take turns at every denoising step: chaining G after the UNet would move the UNet off and on
     # the device every step. So G stays on the device and only the encoder and the UNet are offloaded in turn. The
     # autoencoder comes first: it encodes the pixels before the loop, and the encoder moves it off before the loop.
     model_cpu_offload_seq = "vae->encoder->latent_sampler->unet"
-    _exclude_from_cpu_offload = ["gradient_estimator"]
-    _optional_components = ["latent_sampler", "latent_scheduler", "vae"]
+    _exclude_from_cpu_offload = ["gradient_estimator", "prompt_embedding"]
+    _optional_components = ["latent_sampler", "latent_scheduler", "vae", "prompt_embedding"]
     _callback_tensor_inputs = ["latents", "z"]
     REQUIRED_COMPONENTS = ("unet", "scheduler", "encoder", "gradient_estimator")
     COMPONENT_NAMES = (*REQUIRED_COMPONENTS, *_optional_components)
@@ -93,6 +97,7 @@ class PDAEPipeline(SavesCodeMixin, CodeSpaceMixin, ImageAutoencoderPipelineMixin
         "gradient_estimator": ("GradientEstimator",),
         "latent_sampler": ("LatentSampler",),
         "vae": ("VQModel", "AutoencoderKL"),
+        "prompt_embedding": ("PromptEmbedding",),
     }
     decodes_without_codes = True
 
@@ -105,9 +110,12 @@ class PDAEPipeline(SavesCodeMixin, CodeSpaceMixin, ImageAutoencoderPipelineMixin
         latent_sampler: ModelMixin | None = None,
         latent_scheduler: SchedulerMixin | None = None,
         vae: VQModel | AutoencoderKL | None = None,
+        prompt_embedding: ModelMixin | None = None,
     ):
         super().__init__()
-        check_pdae_components(unet, scheduler, encoder, gradient_estimator, latent_sampler, latent_scheduler, vae)
+        check_pdae_components(
+            unet, scheduler, encoder, gradient_estimator, latent_sampler, latent_scheduler, vae, prompt_embedding
+        )
         self.register_modules(
             unet=unet,
             scheduler=scheduler,
@@ -116,6 +124,7 @@ class PDAEPipeline(SavesCodeMixin, CodeSpaceMixin, ImageAutoencoderPipelineMixin
             latent_sampler=latent_sampler,
             latent_scheduler=latent_scheduler,
             vae=vae,
+            prompt_embedding=prompt_embedding,
         )
         self._components_ready = True
 
@@ -124,7 +133,7 @@ class PDAEPipeline(SavesCodeMixin, CodeSpaceMixin, ImageAutoencoderPipelineMixin
     @property
     def denoiser(self) -> FrozenDenoiser:
         """The frozen model behind its adapter: its unconditional prediction, G's features and its geometry."""
-        return frozen_denoiser(self.unet)
+        return frozen_denoiser(self.unet, self.prompt_embedding)
 
     def predict_noise(
         self,

@@ -36,6 +36,7 @@ COMPONENT_CODE_FILES = {
     "encoder": ("pdae_encoder", f"{PACKAGE}.models.encoders"),
     "gradient_estimator": ("pdae_gradient_estimator", f"{PACKAGE}.models.gradient_estimator"),
     "latent_sampler": ("pdae_latent_sampler", f"{PACKAGE}.models.latent_sampler"),  # optional
+    "prompt_embedding": ("pdae_prompt_embedding", f"{PACKAGE}.models.prompt_embedding"),  # optional
 }
 
 

@@ -34,9 +34,9 @@ from .autoencoders import (
     latent_unet_geometry,
     load_autoencoder,
 )
+from .cards import dpm_model_card, latent_sampler_model_card, pdae_model_card
 from .encoder_choice import add_encoder_args, build_encoder, check_encoder_args
-from .hub import dpm_model_card, latent_sampler_model_card, pdae_model_card
-from .latent_cards import autoencoder_model_card, ldm_model_card
+from .latent_cards import autoencoder_model_card, ldm_model_card, text_to_image_model_card
 from .objective import (
     clean_samples,
     freeze,
@@ -68,6 +68,7 @@ __all__ = [
     "latent_scaling_factor",
     "latent_unet_geometry",
     "ldm_model_card",
+    "text_to_image_model_card",
     "load_autoencoder",
     "load_frozen_autoencoder",
     "load_frozen_dpm",

@@ -14,13 +14,12 @@ import os
 from diffusers import AutoModel, DDIMScheduler, DDPMPipeline, DDPMScheduler, DiffusionPipeline, LDMPipeline
 
 from ..models.encoders import load_encoder
-from ..models.frozen_denoiser import load_denoiser_model
 from ..models.gradient_estimator import GradientEstimator
 from ..models.latent_sampler import LatentSampler
 from ..pipelines import PDAEPipeline
 from .autoencoders import load_autoencoder
 from .checkpointing import PIPELINE_FILE, read_run_flags
-from .objective import load_frozen_autoencoder
+from .objective import load_frozen_autoencoder, load_frozen_dpm
 
 
 def _weights(folder: str, name: str, use_ema: bool) -> str:
@@ -87,15 +86,17 @@ def export_checkpoint(checkpoint: str, output_dir: str, use_ema: bool = True) ->
         )
         pipeline.save_pretrained(output_dir)
         return pipeline
-    dpm = description["pretrained_model_name_or_path"]
+    dpm, flags = description["pretrained_model_name_or_path"], read_run_flags(checkpoint)
+    denoiser, _ = load_frozen_dpm(dpm, flags.get("prompt"))
     pipeline = PDAEPipeline(
-        unet=load_denoiser_model(dpm)[0],
+        unet=denoiser.model,
+        prompt_embedding=denoiser.condition,
         scheduler=DDIMScheduler.from_pretrained(scheduler_folder, clip_sample=False),
         encoder=load_encoder(checkpoint, subfolder=_weights(checkpoint, "encoder", use_ema)),
         gradient_estimator=GradientEstimator.from_pretrained(
             checkpoint, subfolder=_weights(checkpoint, "gradient_estimator", use_ema)
         ),
-        vae=load_frozen_autoencoder(dpm, read_run_flags(checkpoint).get("vae_scaling_factor")),
+        vae=load_frozen_autoencoder(dpm, flags.get("vae_scaling_factor")),
     )
     pipeline.save_pretrained(output_dir)
     return pipeline

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from huggingface_hub import ModelCard
 
-from .hub import DPM_TAGS, _model_card, _training_sections, dataset_description, shown_name
+from .cards import DPM_TAGS, _model_card, _training_sections, dataset_description, shown_name
 
 AUTOENCODER_TAGS = ["diffusers", "diffusers_pdae", "autoencoder", "latent-diffusion", "diffusers-training"]
 LDM_TAGS = [*DPM_TAGS, "latent-diffusion"]
@@ -105,3 +105,47 @@ bounded to [-1, 1]). It can serve as the frozen DPM of a PDAE diffusion autoenco
 {grid}
 {_training_sections(args, metrics)}"""
     return _model_card(description, LDM_TAGS)
+
+
+TEXT_TO_IMAGE_TAGS = [*LDM_TAGS, "text-to-image", "stable-diffusion"]
+
+
+def text_to_image_usage(repo_id: str, prompt: str) -> str:
+    """The text-to-image card's snippet (runs as written; tested)."""
+    return f"""from diffusers import StableDiffusionPipeline
+
+pipe = StableDiffusionPipeline.from_pretrained("{repo_id}")
+images = pipe("{prompt}", num_images_per_prompt=4, num_inference_steps=50, guidance_scale=3.0).images"""
+
+
+def text_to_image_model_card(
+    args, repo_id: str, metrics: dict, grid_file: str | None, *, latent_shape: tuple[int, int, int], prompt: str
+) -> ModelCard:
+    """A model card for a text-conditional latent DPM trained with `examples/train_dpm.py` and its captions (bind the
+    keyword arguments with `functools.partial` to make it a `card_builder`)."""
+    channels, height, width = latent_shape
+    text_encoder = (
+        f"the frozen text encoder of `{shown_name(args.pretrained_text_encoder_name_or_path)}`"
+        if args.pretrained_text_encoder_name_or_path
+        else "a small CLIP text encoder, randomly initialised (seeded) and frozen, over a tokenizer of the captions' "
+        "words"
+    )
+    captions = "`a handwritten digit <name>` from each digit's label" if args.digit_captions else (
+        f"the `{args.caption_column}` column"
+    )  # fmt: skip
+    grid = f"\n## Samples\n\nOne row per prompt:\n\n![samples]({grid_file})\n" if grid_file else ""
+    description = f"""# Text-conditional latent diffusion model trained with diffusers_pdae
+
+A Stable Diffusion-shaped model (diffusers' `StableDiffusionPipeline`: `vae`, `text_encoder`, `tokenizer`, `unet`,
+`scheduler`; no safety checker) trained with diffusers_pdae `examples/train_dpm.py` on {dataset_description(args)}.
+Its `UNet2DConditionModel` denoises {channels}x{height}x{width} latents of {args.resolution}-pixel images, made by
+the frozen autoencoder `{shown_name(args.pretrained_vae_model_name_or_path)}`, conditioned through {text_encoder} on
+the captions ({captions}); {args.proportion_empty_prompts:.0%} of them were replaced by the empty prompt, so the
+empty prompt is a real unconditional model, as classifier-free guidance and PDAE need it.
+
+```python
+{text_to_image_usage(repo_id, prompt)}
+```
+{grid}
+{_training_sections(args, metrics)}"""
+    return _model_card(description, TEXT_TO_IMAGE_TAGS)

@@ -17,6 +17,7 @@ from ..models.pdae_prediction import pdae_noise_prediction
 from ..pdae_math import weighted_noise_loss
 from ..sampling import check_scheduler
 from .autoencoders import encode_batch, load_autoencoder
+from .text_conditioning import load_prompt_embedding
 
 
 def sample_timesteps(
@@ -36,30 +37,47 @@ def sample_noise_and_timesteps(
     return noise, timesteps
 
 
-def load_frozen_dpm(pretrained_model_name_or_path: str) -> tuple[FrozenDenoiser, DDPMScheduler]:
+def load_frozen_dpm(
+    pretrained_model_name_or_path: str, prompt: str | None = None
+) -> tuple[FrozenDenoiser, DDPMScheduler]:
     """The pre-trained DPM's frozen model, behind its adapter, and training scheduler, checked before anything else
-    runs. The model's class comes from the folder (`model_index.json`, else `unet/config.json`).
+    runs. The model's class comes from the folder (`model_index.json`, else `unet/config.json`); a text-conditional
+    UNet (Stable Diffusion) is asked with `prompt`'s embedding (the empty prompt by default), computed once with the
+    folder's text encoder and tokenizer.
 
     Raises:
-        `ValueError`: naming what cannot be loaded or served (no connection for a Hub id, a folder without `unet/`
-            or `scheduler/`, a model class, layout or scheduler PDAE cannot serve), and what to do.
+        `ValueError`: naming what cannot be loaded or served (no connection for a Hub id, a folder without the model
+            or `scheduler/`, a model class, layout or scheduler PDAE cannot serve, a prompt for a model that takes
+            none), and what to do.
     """
+    flag = f"--pretrained_model_name_or_path {pretrained_model_name_or_path!r}"
     try:
         model, stored = load_denoiser_model(pretrained_model_name_or_path)
-        as_stored(model, stored)
         scheduler = DDPMScheduler.from_pretrained(pretrained_model_name_or_path, subfolder="scheduler")
-    except (OSError, ValueError) as error:
+    except OSError as error:
         where = (
-            "a local folder: it needs unet/ and scheduler/ as a DDPMPipeline saves them"
+            "a local folder: it needs the frozen model (unet/ with config.json and safetensors weights) and "
+            "scheduler/, as DDPMPipeline, LDMPipeline and StableDiffusionPipeline save them"
             if os.path.isdir(pretrained_model_name_or_path)
             else "a Hub id: loading it needs the network (or HF_HUB_OFFLINE=0 and a cached copy)"
         )
         raise ValueError(
-            f"Cannot load the DPM --pretrained_model_name_or_path {pretrained_model_name_or_path!r}, {where}. "
-            f"({type(error).__name__}: {str(error).splitlines()[0]})"
+            f"Cannot load the DPM {flag}, {where}. ({type(error).__name__}: {str(error).splitlines()[0]})"
         ) from error
+    except ValueError as error:
+        raise ValueError(f"Cannot use the DPM {flag}: {error}") from error
+    as_stored(model, stored)
     check_scheduler(scheduler)
-    return frozen_denoiser(freeze(model)), scheduler
+    denoiser = frozen_denoiser(freeze(model))
+    if denoiser.takes_condition:
+        condition = load_prompt_embedding(pretrained_model_name_or_path, prompt or "")
+        return frozen_denoiser(model, freeze(condition)), scheduler
+    if prompt:
+        raise ValueError(
+            f"--prompt applies to a text-conditional DPM (a StableDiffusionPipeline's UNet2DConditionModel); the "
+            f"{type(model).__name__} of {flag} is asked without a prompt. Drop --prompt."
+        )
+    return denoiser, scheduler
 
 
 def clean_samples(batch: dict, vae: ModelMixin | None, generator: torch.Generator) -> torch.Tensor:

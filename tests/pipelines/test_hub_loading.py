@@ -14,7 +14,7 @@ from diffusers import DiffusionPipeline
 
 import diffusers_pdae  # noqa: F401
 from diffusers_pdae import PDAEPipeline
-from diffusers_pdae.training.hub import usage_with_package, usage_without_package
+from diffusers_pdae.training.cards import usage_with_package, usage_without_package
 
 from ..conftest import tiny_images, tiny_pipeline
 
@@ -130,7 +130,7 @@ def test_the_model_card_snippets_run_as_written(saved, tmp_path):
 
 @pytest.mark.slow
 def test_a_pipeline_with_a_latent_sampler_generates_from_its_card_snippet_without_the_package(tmp_path):
-    from diffusers_pdae.training.hub import GENERATION_EXAMPLE, USAGE_EXAMPLE
+    from diffusers_pdae.training.cards import GENERATION_EXAMPLE, USAGE_EXAMPLE
 
     from .test_generation import with_sampler
 

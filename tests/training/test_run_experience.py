@@ -14,7 +14,7 @@ from diffusers import DDPMPipeline
 
 import diffusers_pdae  # noqa: F401
 from diffusers_pdae import PDAEPipeline
-from diffusers_pdae.training import hub
+from diffusers_pdae.training import cards, hub
 from diffusers_pdae.training.export import export_checkpoint
 
 from ..conftest import REPO, load_script
@@ -128,7 +128,7 @@ def test_an_upload_failure_keeps_everything_and_says_how_to_upload_later(tmp_pat
     )  # fmt: skip
     repo_id = hub.create_hub_repo(args)
     with pytest.raises(hub.HubError, match=r"huggingface-cli upload someone/pdae-run .*pdae-run \. --exclude"):
-        hub.release_folder(args, hub.pdae_model_card, {"train_loss": 0.1}, {"global_step": 10}, repo_id=repo_id)
+        hub.release_folder(args, cards.pdae_model_card, {"train_loss": 0.1}, {"global_step": 10}, repo_id=repo_id)
     assert (out / "README.md").is_file() and (out / "training_info.json").is_file()
 
 
@@ -138,7 +138,7 @@ def test_cards_name_local_paths_by_name_only_and_have_no_todo(tmp_path):
         train_data_dir=str(tmp_path / "pictures"), latent_dim=32, num_epochs=100, max_train_steps=6,
     )  # fmt: skip
     (tmp_path / "my-ddpm").mkdir()
-    card = str(hub.pdae_model_card(args, "pdae-run", {"train_loss": 0.5}, None))
+    card = str(cards.pdae_model_card(args, "pdae-run", {"train_loss": 0.5}, None))
     assert "TODO" not in card and str(tmp_path) not in card and "base_model" not in card
     assert "my-ddpm (local)" in card and "`--max_train_steps` | `6`" in card and "--num_epochs" not in card
 
@@ -165,7 +165,7 @@ def test_train_dpm_takes_channels_and_size_from_the_images_and_saves_before_samp
 def test_the_dpm_card_snippet_runs_as_written(tiny_dpm, tmp_path):
     check = "\nassert len(images) == 16 and images[0].size == (16, 16)\nprint('OK')"
     result = subprocess.run(
-        [sys.executable, "-c", hub.dpm_usage(tiny_dpm) + check], cwd=tmp_path, capture_output=True, text=True,
+        [sys.executable, "-c", cards.dpm_usage(tiny_dpm) + check], cwd=tmp_path, capture_output=True, text=True,
         timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )  # fmt: skip
     assert result.returncode == 0 and "OK" in result.stdout, result.stderr[-2000:]

@@ -21,7 +21,7 @@ from safetensors.torch import load_file
 import diffusers_pdae  # noqa: F401
 from diffusers_pdae import PDAEPipeline
 from diffusers_pdae.data import load_training_dataset
-from diffusers_pdae.training import hub
+from diffusers_pdae.training import cards, hub
 from diffusers_pdae.training.checkpointing import resolve_resume_path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -267,11 +267,11 @@ def test_model_card_and_the_folder_that_would_be_uploaded(tmp_path, monkeypatch)
     metrics = {"train_loss": 0.0123, "val_mse_inferred_xT": 0.0004}
     repo_id = hub.create_hub_repo(args)
     uploaded = hub.release_folder(
-        args, hub.pdae_model_card, metrics, {"global_step": 10}, str(out / "validation" / "step-000010.png"),
+        args, cards.pdae_model_card, metrics, {"global_step": 10}, str(out / "validation" / "step-000010.png"),
         repo_id=repo_id,
     )  # fmt: skip
     card = (out / "README.md").read_text()
-    for tag in hub.PDAE_TAGS:
+    for tag in cards.PDAE_TAGS:
         assert f"- {tag}\n" in card
     assert "base_model: google/ddpm-cifar10-32" in card
     assert 'PDAEPipeline.from_pretrained("someone/pdae-digits")' in card
