@@ -135,3 +135,67 @@ def test_a_prompt_is_refused_for_a_dpm_asked_without_one(tmp_path, tiny_dpm):
             "--pretrained_model_name_or_path", tiny_dpm, "--output_dir", str(tmp_path / "out"), "--prompt", "a cat",
             "--max_train_steps", "1",
         ])  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def sd_pdae(tmp_path_factory) -> Path:
+    """train_pdae.py on the tiny Stable Diffusion folder with the training features of the other models: cached
+    latents, gradient checkpointing, bf16 mixed precision (the frozen UNet, autoencoder and prompt embedding in bf16),
+    an EMA and a checkpoint, then resumed to step 3."""
+    root = tmp_path_factory.mktemp("sd-pdae")
+    source = Path(tiny_sd_pipeline_folder(root / "sd"))
+    flags = [
+        "--pretrained_model_name_or_path", str(source), "--output_dir", str(root / "pdae"), "--latent_dim", "8",
+        "--num_validation_images", "2", "--validation_inference_steps", "2", "--cache_latents", "--center_crop",
+        "--gradient_checkpointing", "--mixed_precision", "bf16", "--use_ema", "--checkpointing_steps", "2", *COMMON,
+    ]  # fmt: skip
+    load_script("train_pdae").main([*flags, "--max_train_steps", "2"])
+    AcceleratorState._reset_state(reset_partial_state=True)
+    load_script("train_pdae").main([*flags, "--max_train_steps", "3", "--resume_from_checkpoint", "latest"])
+    AcceleratorState._reset_state(reset_partial_state=True)
+    return root
+
+
+def test_the_training_features_of_the_other_models_work_on_stable_diffusion(sd_pdae):
+    out, source = sd_pdae / "pdae", sd_pdae / "sd"
+    info = json.loads((out / "training_info.json").read_text())
+    assert info["global_step"] == 3 and (out / "checkpoint-2").is_dir()
+    for component in ("unet", "vae"):  # the source's float32 bytes, not the bf16 training copies
+        assert tree_digest(out / component) == tree_digest(source / component)
+    pipe = PDAEPipeline.from_pretrained(out)
+    assert pipe.prompt_embedding.prompt_embeds.dtype == torch.float32 and pipe.unet.dtype == torch.float32
+
+
+def test_the_other_tools_take_a_stable_diffusion_pdae_unchanged(sd_pdae, tmp_path):
+    """export_checkpoint, train_latent_sampler.py, evaluate_reconstruction.py and the app's playground work on a
+    PDAE trained on Stable Diffusion: pixel images in and out."""
+    import numpy as np
+    import PIL.Image
+
+    from diffusers_pdae.interactive import PDAEPlayground
+    from diffusers_pdae.training.export import export_checkpoint
+
+    out = sd_pdae / "pdae"
+    exported = export_checkpoint(str(out / "checkpoint-2"), str(tmp_path / "exported"))
+    assert type(exported.prompt_embedding).__name__ == "PromptEmbedding"
+    assert torch.equal(exported.prompt_embedding(1), PDAEPipeline.from_pretrained(out).prompt_embedding(1))
+    load_script("train_latent_sampler").main([
+        "--pretrained_model_name_or_path", str(out), "--output_dir", str(tmp_path / "sampler"), "--max_train_steps",
+        "2", "--train_batch_size", "4", "--hidden_dim", "16", "--num_layers", "2", "--time_embed_dim", "8",
+        "--num_validation_codes", "8", "--num_validation_images", "2", "--validation_inference_steps", "2",
+        "--lr_warmup_steps", "0", "--save_images_epochs", "1000",
+    ])  # fmt: skip
+    with_sampler = PDAEPipeline.from_pretrained(tmp_path / "sampler")
+    with_sampler.set_progress_bar_config(disable=True)
+    samples = with_sampler(batch_size=2, num_inference_steps=2, code_num_inference_steps=2, output_type="pt")
+    assert samples.images.shape == (2, 1, 32, 32)
+    figures = load_script("evaluate_reconstruction").main([
+        "--pipeline", str(out), "--num_images", "4", "--steps", "2", "--num_probe_images", "100",
+    ])  # fmt: skip
+    assert set(figures["figures"]["2"]) >= {"pdae_inferred_xT", "ddim_inversion", "autoencoder"}
+    stroke = np.zeros((28, 28), dtype=np.uint8)
+    stroke[6:22, 12:16] = 255
+    shown = PDAEPlayground(PDAEPipeline.from_pretrained(out), num_inference_steps=2).reconstruct(
+        PIL.Image.fromarray(stroke)
+    )
+    assert {"input", "inferred", "random"} <= set(shown)
