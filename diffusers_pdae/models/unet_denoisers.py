@@ -119,11 +119,7 @@ class UNet2DDenoiser(UNetDenoiser):
 
     @classmethod
     def check_config(cls, config: dict | FrozenDict) -> None:
-        if config.get("time_embedding_type", "positional") not in SUPPORTED_TIME_EMBEDDINGS:
-            raise ValueError(
-                f"PDAE needs a UNet2DModel with time_embedding_type in {SUPPORTED_TIME_EMBEDDINGS}, got "
-                f"{config['time_embedding_type']!r} (a 'fourier' UNet rescales its output by the timestep)."
-            )
+        check_time_embedding(config, "UNet2DModel")
         if config.get("class_embed_type") is not None or config.get("num_class_embeds") is not None:
             raise ValueError(
                 "PDAE turns an *unconditional* UNet2DModel into an autoencoder; this UNet has a class embedding "
@@ -131,6 +127,15 @@ class UNet2DDenoiser(UNetDenoiser):
                 f"num_class_embeds={config.get('num_class_embeds')})."
             )
         check_block_types(config, "UNet2DModel")
+
+
+def check_time_embedding(config: dict | FrozenDict, class_name: str) -> None:
+    """Raise a `ValueError` for a time embedding G cannot share (a 'fourier' UNet rescales its output by t)."""
+    if config.get("time_embedding_type", "positional") not in SUPPORTED_TIME_EMBEDDINGS:
+        raise ValueError(
+            f"PDAE needs a {class_name} with time_embedding_type in {SUPPORTED_TIME_EMBEDDINGS}, got "
+            f"{config['time_embedding_type']!r} (a 'fourier' UNet rescales its output by the timestep)."
+        )
 
 
 def check_block_types(
@@ -179,11 +184,7 @@ class UNet2DConditionDenoiser(UNetDenoiser):
 
     @classmethod
     def check_config(cls, config: dict | FrozenDict) -> None:
-        if config.get("time_embedding_type", "positional") not in SUPPORTED_TIME_EMBEDDINGS:
-            raise ValueError(
-                f"PDAE needs a UNet2DConditionModel with time_embedding_type in {SUPPORTED_TIME_EMBEDDINGS}, got "
-                f"{config['time_embedding_type']!r}."
-            )
+        check_time_embedding(config, "UNet2DConditionModel")
         extra = [f"{key}={config[key]!r}" for key in EXTRA_INPUTS if config.get(key) is not None]
         if extra:
             raise ValueError(
