@@ -199,3 +199,45 @@ def test_the_other_tools_take_a_stable_diffusion_pdae_unchanged(sd_pdae, tmp_pat
         PIL.Image.fromarray(stroke)
     )
     assert {"input", "inferred", "random"} <= set(shown)
+
+
+@pytest.mark.slow  # an accelerate launch on the bundled Stable Diffusion, then a process without the package
+def test_pdae_through_accelerate_on_the_bundled_stable_diffusion_reloads_as_its_source_asks(tmp_path):
+    """PDAE trained through `accelerate launch examples/train_pdae.py` on the bundled `sd-mnist` (a
+    StableDiffusionPipeline made by this repo's scripts, not by the tests): the result loads, its frozen UNet and
+    autoencoder are the source's bytes, predict_noise without z is the source UNet under the empty prompt, it
+    reconstructs 32-pixel digits and returns latents, and diffusers alone loads it with trust_remote_code."""
+    import subprocess
+    import sys
+
+    from diffusers_pdae.bundled import checkpoint_path, load_mnist_tensors
+
+    from .test_train_scripts import FAST_FLAGS, TRAIN_PDAE, assert_ok, launch
+
+    source, out = Path(checkpoint_path("sd-mnist")), tmp_path / "pdae-sd"
+    assert_ok(launch(TRAIN_PDAE, ["--pretrained_model_name_or_path", str(source), "--output_dir", str(out),
+                                  "--max_train_steps", "2", *FAST_FLAGS]))  # fmt: skip
+    for component in ("unet", "vae"):
+        assert tree_digest(out / component) == tree_digest(source / component)
+    pipe = PDAEPipeline.from_pretrained(out)
+    pipe.set_progress_bar_config(disable=True)
+    sd = StableDiffusionPipeline.from_pretrained(source)
+    _, negative = sd.encode_prompt("", "cpu", 1, do_classifier_free_guidance=True, negative_prompt="")
+    x_t = torch.randn(1, *pipe.sample_shape, generator=torch.Generator().manual_seed(0))
+    expected = sd.unet(x_t, 500, encoder_hidden_states=negative).sample
+    torch.testing.assert_close(pipe.predict_noise(x_t, 500), expected, rtol=0, atol=1e-5)
+    digits = load_mnist_tensors("test", [0, 1000])[0]
+    assert pipe.reconstruct(digits, num_inference_steps=2, output_type="pt").images.shape == (2, 1, 32, 32)
+    assert pipe.reconstruct(digits, num_inference_steps=2, output_type="latent").images.shape == (2, 4, 8, 8)
+    torch.save(pipe.encode(digits), tmp_path / "z.pt")
+    torch.save(digits, tmp_path / "digits.pt")
+    script = f"""
+import sys, torch
+sys.modules["diffusers_pdae"] = None
+from diffusers import DiffusionPipeline
+pipe = DiffusionPipeline.from_pretrained({str(out)!r}, trust_remote_code=True)
+assert torch.equal(pipe.encode(torch.load({str(tmp_path / "digits.pt")!r})), torch.load({str(tmp_path / "z.pt")!r}))
+"""
+    env = {"HF_MODULES_CACHE": str(tmp_path / "modules"), "HF_HUB_OFFLINE": "1", "HOME": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
