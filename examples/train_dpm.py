@@ -17,6 +17,10 @@ that the empty prompt is a real unconditional model.
 
     accelerate launch examples/train_dpm.py --pretrained_vae_model_name_or_path kl-mnist --digit_captions \
       --output_dir sd-mnist
+
+With --model_type dit it trains a class-conditional diffusion transformer (a `DiTTransformer2DModel`) on the bundled
+digits' labels and an AutoencoderKL's latents, and releases a `DiTPipeline`; the model drops 10% of the labels to
+its null class in training, as DiT does, so the null class is a real unconditional model.
 """
 
 from __future__ import annotations
@@ -31,9 +35,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers import (
+    AutoencoderKL,
     DDIMScheduler,
     DDPMPipeline,
     DDPMScheduler,
+    DiTPipeline,
+    DiTTransformer2DModel,
     LDMPipeline,
     StableDiffusionPipeline,
     UNet2DConditionModel,
@@ -62,9 +69,12 @@ from diffusers_pdae.training import (
     text_to_image_model_card,
 )
 from diffusers_pdae.training.args import fraction
+from diffusers_pdae.training.latent_cards import dit_model_card
 from diffusers_pdae.training.text_conditioning import (
+    DIGIT_NAMES,
     digit_caption,
     digit_captions,
+    dit_pipeline,
     drop_captions,
     encode_captions,
     text_encoder_for,
@@ -92,7 +102,17 @@ MNIST_TEXT_UNET_CONFIG = {
     "norm_num_groups": 8,
     "attention_head_dim": 4,
 }
-# Classifier-free guidance of the sample grids of a text-conditional DPM.
+# The bundled dit-mnist's transformer: 16 tokens of 4x8x8 latents (patch 2), 6 blocks of width 128. Its label table
+# has DiT's 1000 classes (the digits use 0-9) because DiTPipeline's guidance hard-codes the null class 1000.
+MNIST_DIT_CONFIG = {
+    "num_attention_heads": 4,
+    "attention_head_dim": 32,
+    "num_layers": 6,
+    "patch_size": 2,
+    "num_embeds_ada_norm": 1000,
+    "norm_num_groups": 32,
+}
+# Classifier-free guidance of the sample grids of a text- or class-conditional latent DPM.
 GRID_GUIDANCE_SCALE = 3.0
 
 
@@ -130,6 +150,13 @@ def build_parser() -> argparse.ArgumentParser:
         "compare conditional and unconditional diffusion losses.",
     )
     parser.add_argument(
+        "--model_type",
+        choices=("unet", "dit"),
+        default="unet",
+        help="unet: a UNet2DModel (or UNet2DConditionModel with captions); dit: a class-conditional "
+        "DiTTransformer2DModel on the bundled digits' labels and an AutoencoderKL's latents (a DiTPipeline).",
+    )
+    parser.add_argument(
         "--digit_captions",
         action="store_true",
         help="Train a text-conditional latent DPM (a StableDiffusionPipeline) on the bundled MNIST digits, captioned "
@@ -165,6 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_args(argv=None) -> argparse.Namespace:
     args = finalize_args(build_parser().parse_args(argv))
     args.text_conditioned = args.digit_captions or args.caption_column is not None
+    if args.model_type == "dit":
+        check_dit_args(args)
     if args.text_conditioned:
         check_text_args(args)
     else:
@@ -179,6 +208,23 @@ def parse_args(argv=None) -> argparse.Namespace:
             "samples unconditionally."
         )
     return args
+
+
+def check_dit_args(args) -> None:
+    """The flags of a DiT fit together (each refusal names the flag to change)."""
+    if args.pretrained_vae_model_name_or_path is None:
+        raise ValueError(
+            "A DiT is trained on an AutoencoderKL's latents, as DiTPipeline decodes them: pass "
+            "--pretrained_vae_model_name_or_path (e.g. a KL autoencoder from examples/train_autoencoder.py)."
+        )
+    if args.dataset_name is not None or args.train_data_dir is not None:
+        raise ValueError(
+            "--model_type dit learns the bundled MNIST digits' labels; drop --dataset_name/--train_data_dir."
+        )
+    if args.text_conditioned or args.num_class_embeds is not None:
+        raise ValueError(
+            "A DiT is conditioned on class labels; drop --digit_captions/--caption_column/--num_class_embeds."
+        )
 
 
 def check_text_args(args) -> None:
@@ -235,12 +281,16 @@ def data_geometry(args) -> tuple[int, int]:
 
 
 def unet_class(args) -> type:
-    """The class of the UNet to train: `UNet2DConditionModel` with captions, else `UNet2DModel`."""
+    """The class of the model to train: a DiT, `UNet2DConditionModel` with captions, else `UNet2DModel`."""
+    if args.model_type == "dit":
+        return DiTTransformer2DModel
     return UNet2DConditionModel if args.text_conditioned else UNet2DModel
 
 
 def unet_layout(args) -> dict:
     """The UNet config of --model_config_name_or_path (a JSON file or a folder), or the bundled MNIST layout."""
+    if args.model_config_name_or_path is None and args.model_type == "dit":
+        return dict(MNIST_DIT_CONFIG)
     if args.model_config_name_or_path is None:
         return dict(MNIST_TEXT_UNET_CONFIG if args.text_conditioned else MNIST_UNET_CONFIG)
     if os.path.isfile(args.model_config_name_or_path):
@@ -311,6 +361,11 @@ def main(argv=None):
     args = parse_args(argv)
     vae_path = args.pretrained_vae_model_name_or_path
     vae = None if vae_path is None else freeze(load_autoencoder(vae_path))
+    if args.model_type == "dit" and not isinstance(vae, AutoencoderKL):
+        raise ValueError(
+            f"--pretrained_vae_model_name_or_path holds a {type(vae).__name__}; DiTPipeline decodes with an "
+            "AutoencoderKL (examples/train_autoencoder.py --autoencoder_type kl makes one)."
+        )
     text_encoder, tokenizer = text_encoder_for(vars(args)) if args.text_conditioned else (None, None)
     config = unet_config(args, vae, text_encoder)
     run = TrainingRun(args, "train_dpm")
@@ -331,13 +386,14 @@ def main(argv=None):
     for frozen in (vae, text_encoder):
         if frozen is not None:
             run.prepare_frozen(frozen)
-    kind = "ddpm" if vae is None else ("sd" if args.text_conditioned else "ldm")
-    unet = run.prepare({"unet": unet}, dataset, kind, noise_scheduler, vae_path)
+    kind = "ddpm" if vae is None else ("sd" if args.text_conditioned else args.model_type.replace("unet", "ldm"))
+    name = "transformer" if args.model_type == "dit" else "unet"  # the component, as diffusers names it
+    unet = run.prepare({name: unet}, dataset, kind, noise_scheduler, vae_path)
 
     def condition(batch) -> dict:
         """The UNet's conditioning inputs for a batch: class labels, caption embeddings (some captions dropped to
         the empty prompt, drawn from the run's checkpointed generator) or nothing."""
-        if args.num_class_embeds is not None:
+        if args.num_class_embeds is not None or args.model_type == "dit":
             return {"class_labels": batch["class_labels"]}
         if not args.text_conditioned:
             return {}
@@ -359,7 +415,7 @@ def main(argv=None):
 
     released = {}
 
-    def final_pipeline() -> DDPMPipeline | LDMPipeline | StableDiffusionPipeline:
+    def final_pipeline() -> DDPMPipeline | LDMPipeline | StableDiffusionPipeline | DiTPipeline:
         if vae is None:
             return DDPMPipeline(unet=run.final_model("unet"), scheduler=noise_scheduler)
         if not released:  # the source weights in float32, not the training copies in the run's weight dtype
@@ -367,6 +423,8 @@ def main(argv=None):
             if args.text_conditioned:
                 released["text_encoder"] = text_encoder_for(vars(args))[0].to(run.accelerator.device)
         scheduler = DDIMScheduler.from_config(noise_scheduler.config, clip_sample=False)
+        if args.model_type == "dit":
+            return dit_pipeline(run.final_model("transformer"), released["vae"], scheduler)
         if args.text_conditioned:
             return StableDiffusionPipeline(
                 vae=released["vae"], text_encoder=released["text_encoder"], tokenizer=tokenizer,
@@ -385,6 +443,10 @@ def main(argv=None):
         pipeline = final_pipeline()
         pipeline.set_progress_bar_config(desc=f"sampling at step {global_step}", leave=False)
         steps = {"num_inference_steps": args.ddpm_num_inference_steps, "output_type": "np", "generator": generator}
+        if args.model_type == "dit":  # one row per digit
+            copies = max(1, args.eval_batch_size // len(DIGIT_NAMES))
+            labels = [label for label in range(len(DIGIT_NAMES)) for _ in range(copies)]
+            return pipeline(labels, guidance_scale=GRID_GUIDANCE_SCALE, **steps).images, copies
         if not args.text_conditioned:
             return pipeline(batch_size=args.eval_batch_size, **steps).images, 8
         prompts = grid_prompts or [dataset[i]["caption"] for i in range(min(args.eval_batch_size, len(dataset)))]
@@ -412,7 +474,9 @@ def main(argv=None):
     if run.accelerator.is_main_process:
         save_samples(loop.global_step)
     card = dpm_model_card
-    if args.text_conditioned:
+    if args.model_type == "dit":
+        card = functools.partial(dit_model_card, latent_shape=latent_shape)
+    elif args.text_conditioned:
         prompt = digit_caption(7) if args.digit_captions else dataset[0]["caption"]
         card = functools.partial(text_to_image_model_card, latent_shape=latent_shape, prompt=prompt)
     elif vae is not None:

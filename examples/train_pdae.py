@@ -26,15 +26,17 @@ import torch
 from diffusers import DDIMScheduler, DDPMScheduler
 
 import diffusers_pdae  # noqa: F401  (registers the PDAE classes for saving/loading)
-from diffusers_pdae import GradientEstimator, PDAEPipeline, load_encoder
+from diffusers_pdae import PDAEPipeline, load_encoder
 from diffusers_pdae.bundled import checkpoint_path
 from diffusers_pdae.data import HeldOut, dataset_size, load_training_dataset, validation_images
 from diffusers_pdae.data.latent_cache import CachedLatentDataset
 from diffusers_pdae.image_utils import labelled_rows
 from diffusers_pdae.latent_space import downsampling_factor, encoder_reads_pixels
+from diffusers_pdae.models import gradient_estimator_for, load_gradient_estimator
 from diffusers_pdae.models.encoders import EncoderModel
 from diffusers_pdae.models.frozen_denoiser import FrozenDenoiser, frozen_denoiser
 from diffusers_pdae.models.gradient_estimator import noise_schedule_of
+from diffusers_pdae.models.gradient_estimators import GradientEstimatorModel
 from diffusers_pdae.training import (
     TrainingRun,
     add_data_args,
@@ -47,6 +49,7 @@ from diffusers_pdae.training import (
     clean_samples,
     finalize_args,
     finite_float,
+    frozen_components,
     load_frozen_autoencoder,
     load_frozen_dpm,
     make_parser,
@@ -56,6 +59,7 @@ from diffusers_pdae.training import (
     positive_int,
     sample_noise_and_timesteps,
 )
+from diffusers_pdae.training.args import non_negative_int
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -105,6 +109,20 @@ def build_parser() -> argparse.ArgumentParser:
         type=positive_float,
         default=1.0,
         help="G's widths as a fraction of the UNet's (e.g. 0.5); not with --warm_start_from_unet.",
+    )
+    parser.add_argument(
+        "--gradient_estimator_layers",
+        type=positive_int,
+        default=None,
+        help="For a diffusion transformer (DiT): the transformer G's blocks (default 4).",
+    )
+    parser.add_argument(
+        "--gradient_estimator_feature_layers",
+        type=non_negative_int,
+        nargs="+",
+        default=None,
+        help="For a diffusion transformer (DiT): the frozen model's blocks whose tokens G reads (default: four, "
+        "evenly spaced, the last included).",
     )
     parser.add_argument(
         "--gradient_checkpointing",
@@ -191,25 +209,25 @@ def check_image_geometry(args, denoiser: FrozenDenoiser, vae) -> None:
 
 def build_trainable_models(
     args, denoiser: FrozenDenoiser, noise_scheduler: DDPMScheduler, image_channels: int
-) -> tuple[EncoderModel, GradientEstimator]:
+) -> tuple[EncoderModel, GradientEstimatorModel]:
     """A fresh encoder (of `image_channels`-channel images at --resolution) and G for the frozen model, or the ones of
     --init_from_pipeline (checked against it)."""
     denoiser = frozen_denoiser(denoiser)
     if args.init_from_pipeline is not None:
         encoder = load_encoder(args.init_from_pipeline, subfolder="encoder")
-        gradient_estimator = GradientEstimator.from_pretrained(args.init_from_pipeline, subfolder="gradient_estimator")
+        gradient_estimator = load_gradient_estimator(args.init_from_pipeline, subfolder="gradient_estimator")
         gradient_estimator.check_compatible(denoiser)
         gradient_estimator.check_schedule(noise_scheduler)
         gradient_estimator.register_to_config(train_noise_schedule=noise_schedule_of(noise_scheduler))
     else:
         encoder = build_encoder(args, denoiser, (image_channels, args.resolution))
-        gradient_estimator = GradientEstimator.from_denoiser(
+        gradient_estimator = gradient_estimator_for(
             denoiser,
             latent_dim=args.latent_dim,
             warm_start=args.warm_start_from_unet,
             noise_scheduler=noise_scheduler,
             width_multiplier=args.gradient_estimator_width_multiplier,
-            resnets_per_up_block=args.gradient_estimator_resnets_per_block,
+            **gradient_estimator_options(args, denoiser),
         )
     # Weights copied from a frozen UNet may arrive with requires_grad=False; both models must train (a backbone
     # frozen by --freeze_encoder_backbone stays frozen: PDAETransformersEncoder.requires_grad_ keeps it so).
@@ -219,6 +237,23 @@ def build_trainable_models(
         for model in (encoder, gradient_estimator):
             model.enable_gradient_checkpointing()
     return encoder.train(), gradient_estimator.train()
+
+
+def gradient_estimator_options(args, denoiser: FrozenDenoiser) -> dict:
+    """The --gradient_estimator_* flags of G's design for the frozen model (refusing those of the other design)."""
+    unet_options = {"resnets_per_up_block": args.gradient_estimator_resnets_per_block}
+    token_options = {
+        "num_layers": args.gradient_estimator_layers,
+        "feature_layers": args.gradient_estimator_feature_layers,
+    }
+    own, other = (token_options, unet_options) if denoiser.feature_kind == "tokens" else (unet_options, token_options)
+    given = [name for name, value in other.items() if value is not None]
+    if given:
+        flag = {"resnets_per_up_block": "resnets_per_block", "num_layers": "layers"}.get(given[0], given[0])
+        raise ValueError(
+            f"--gradient_estimator_{flag} does not apply to the G of a {type(denoiser.model).__name__}; drop it."
+        )
+    return {name: value for name, value in own.items() if value is not None}
 
 
 def main(argv=None):
@@ -280,8 +315,8 @@ def main(argv=None):
         scheduler = DDIMScheduler.from_config(noise_scheduler.config, clip_sample=False)
         final_encoder, final_estimator = run.final_model("encoder"), run.final_model("gradient_estimator")
         pipeline = PDAEPipeline(
-            frozen[0].model, scheduler, final_encoder.eval(), final_estimator.eval(), vae=frozen[1],
-            prompt_embedding=frozen[0].condition,
+            **frozen_components(frozen[0]), scheduler=scheduler, encoder=final_encoder.eval(),
+            gradient_estimator=final_estimator.eval(), vae=frozen[1],
         )  # fmt: skip
         pipeline.set_progress_bar_config(disable=True)
         return pipeline

@@ -220,3 +220,42 @@ def tiny_sd_pdae_pipeline(prediction_type: str = "epsilon", shift: bool = True) 
     )
     pipeline.set_progress_bar_config(disable=True)
     return pipeline
+
+
+def tiny_dit(seed: int = 9, learned_sigma: bool = True):
+    """A tiny class-conditional DiTTransformer2DModel on 4x8x8 latents (10 classes and the null class; patch 2; with
+    a learned sigma its output has twice the latent channels, as DiT-XL/2's)."""
+    from diffusers import DiTTransformer2DModel
+
+    torch.manual_seed(seed)
+    dit = DiTTransformer2DModel(
+        num_attention_heads=2, attention_head_dim=8, in_channels=4, out_channels=8 if learned_sigma else 4,
+        num_layers=3, sample_size=8, patch_size=2, num_embeds_ada_norm=10,
+    )  # fmt: skip
+    with torch.no_grad():  # adaLN-Zero starts every block and the output at zero: give the model something to say
+        for parameter in dit.parameters():
+            if parameter.ndim > 1 and not parameter.any():
+                parameter.normal_(0, 0.02)
+    return dit.eval()
+
+
+def tiny_dit_pdae_pipeline(shift: bool = True, learned_sigma: bool = True) -> PDAEPipeline:
+    """PDAE on `tiny_dit` with the tiny Stable Diffusion's KL autoencoder: the encoder on the 32-px pixels, the
+    transformer G on the 4x8x8 latents."""
+    from diffusers_pdae.models import TransformerGradientEstimator
+
+    transformer = tiny_dit(learned_sigma=learned_sigma)
+    torch.manual_seed(3)
+    estimator = TransformerGradientEstimator.from_denoiser(transformer, latent_dim=LATENT_DIM, num_layers=2,
+                                                           num_attention_heads=2).eval()  # fmt: skip
+    if shift:
+        generator = torch.Generator().manual_seed(2)
+        with torch.no_grad():
+            estimator.proj_out.weight.copy_(0.05 * torch.randn(estimator.proj_out.weight.shape, generator=generator))
+    scheduler = DDIMScheduler(num_train_timesteps=1000, clip_sample=False)
+    pipeline = PDAEPipeline(
+        None, scheduler, tiny_encoder(in_channels=1, sample_size=32), estimator, vae=tiny_sd_components()["vae"],
+        transformer=transformer,
+    )  # fmt: skip
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline

@@ -105,3 +105,20 @@ def test_step_timing_times_every_call_after_the_warmup_and_knows_its_compile_mod
     assert step_timing.compiled(module, "none") is module
     with pytest.raises(ValueError, match="Unknown compile mode 'fast'"):
         step_timing.compiled(module, "fast")
+
+
+@pytest.mark.slow  # eight fresh processes, each building a narrow SD or DiT
+@pytest.mark.parametrize("family", ["sd15", "dit-xl-2"])
+def test_the_large_model_benchmark_measures_every_step_of_each_family(family, tmp_path, capsys):
+    """--quick: narrow SD and DiT layouts, each configuration in its own process, every G design beside the plain
+    step, with the parameter counts that tell the designs apart."""
+    out = tmp_path / "large.json"
+    load_script("bench_large_models", folder="benchmarks").main(["--quick", "--family", family, "--json", str(out)])
+    measured = json.loads(out.read_text())["measured"]
+    assert set(measured) == {"plain", "pdae-full", "pdae-half", "pdae-light"}
+    assert all(figures["seconds"] > 0 and figures["peak_mib"] > 0 for figures in measured.values())
+    estimators = [
+        measured[f"pdae-{design}"]["parameters"]["gradient_estimator"] for design in ("full", "half", "light")
+    ]
+    assert estimators[0] > estimators[1] > estimators[2]
+    assert "time vs plain" in capsys.readouterr().out

@@ -1,13 +1,22 @@
 from .diffae_unet import DiffAEUNet2DModel
 from .encoder import PDAEEncoder, PDAEEncoderOutput
 from .encoders import ENCODER_CLASSES, load_encoder
-from .frozen_denoiser import FrozenDenoiser, FrozenPass, UNetFeatures, frozen_denoiser, load_denoiser_model
+from .frozen_denoiser import (
+    FrozenDenoiser,
+    FrozenPass,
+    TokenFeatures,
+    UNetFeatures,
+    frozen_denoiser,
+    load_denoiser_model,
+)
 from .gradient_estimator import GradientEstimator, GradientEstimatorOutput
 from .gradient_estimator_blocks import GradientEstimatorUpBlock, ZShiftResnetBlock2D
+from .gradient_estimators import gradient_estimator_for, load_gradient_estimator
 from .latent_sampler import LatentSampler, LatentSamplerOutput
 from .pdae_prediction import pdae_noise_prediction
 from .prompt_embedding import PromptEmbedding
 from .residual_encoder import PDAEResidualEncoder
+from .transformer_gradient_estimator import TransformerGradientEstimator
 from .transformers_encoder import PDAETransformersEncoder
 
 __all__ = [
@@ -23,11 +32,15 @@ __all__ = [
     "PDAEResidualEncoder",
     "PDAETransformersEncoder",
     "PromptEmbedding",
+    "TokenFeatures",
+    "TransformerGradientEstimator",
     "FrozenDenoiser",
     "FrozenPass",
     "UNetFeatures",
     "ZShiftResnetBlock2D",
     "frozen_denoiser",
+    "gradient_estimator_for",
+    "load_gradient_estimator",
     "load_encoder",
     "load_denoiser_model",
     "pdae_noise_prediction",

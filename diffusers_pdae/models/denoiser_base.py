@@ -68,6 +68,8 @@ class FrozenDenoiser:
     # Whether the model is asked with a stored condition (a `PromptEmbedding`), and whether G may copy its attention.
     takes_condition: ClassVar[bool] = False
     warm_starts_attention: ClassVar[bool] = True
+    # What G reads: a UNet's encoder-half features ("unet", UNetFeatures) or a transformer's tokens ("tokens").
+    feature_kind: ClassVar[str] = "unet"
 
     def __init__(self, model: ModelMixin, condition: ModelMixin | None = None):
         self.check_config(model.config)

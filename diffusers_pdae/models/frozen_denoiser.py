@@ -8,8 +8,8 @@ serves (a clear error otherwise), the model's fixed unconditional inputs, its fe
 and the weights G may be warm-started from. Pipelines, training and evaluation reach the frozen model only through a
 [`FrozenDenoiser`], built here by [`frozen_denoiser`].
 
-Served today: diffusers' `UNet2DModel` (no condition) and `UNet2DConditionModel` (Stable Diffusion: a fixed prompt's
-embedding, the empty prompt by default, stored as a `PromptEmbedding`).
+Served today: diffusers' `UNet2DModel` (no condition), `UNet2DConditionModel` (Stable Diffusion: a fixed prompt's
+embedding, the empty prompt by default, stored as a `PromptEmbedding`) and `DiTTransformer2DModel` (its null class).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import os
 from diffusers import ModelMixin
 
 from .denoiser_base import FrozenDenoiser, FrozenPass, UNetFeatures, config_sample_shape
+from .dit_denoiser import DiTDenoiser, TokenFeatures
 from .unet_denoisers import (
     SUPPORTED_DOWN_BLOCKS,
     SUPPORTED_MID_BLOCKS,
@@ -33,11 +34,17 @@ from .unet_denoisers import (
 DENOISERS: dict[str, type[FrozenDenoiser]] = {
     "UNet2DModel": UNet2DDenoiser,
     "UNet2DConditionModel": UNet2DConditionDenoiser,
+    "DiTTransformer2DModel": DiTDenoiser,
 }
 
 DENOISER_CLASS_NAMES = tuple(DENOISERS)
 
 DENOISER_COMPONENT_NAMES = tuple(dict.fromkeys(adapter.component_name for adapter in DENOISERS.values()))
+# The class names a pipeline's model_index.json may give each frozen-model component ("unet", "transformer").
+DENOISER_CLASSES_BY_COMPONENT = {
+    component: tuple(name for name, adapter in DENOISERS.items() if adapter.component_name == component)
+    for component in DENOISER_COMPONENT_NAMES
+}
 
 
 def denoiser_adapter(class_name: str) -> type[FrozenDenoiser]:
@@ -94,6 +101,7 @@ def load_denoiser_model(pretrained_model_name_or_path: str, **load_kwargs) -> tu
 
 __all__ = [
     "DENOISERS",
+    "DENOISER_CLASSES_BY_COMPONENT",
     "DENOISER_CLASS_NAMES",
     "DENOISER_COMPONENT_NAMES",
     "SUPPORTED_DOWN_BLOCKS",
@@ -102,6 +110,7 @@ __all__ = [
     "UNET_LAYOUT_KEYS",
     "FrozenDenoiser",
     "FrozenPass",
+    "TokenFeatures",
     "UNetFeatures",
     "config_sample_shape",
     "denoiser_adapter",

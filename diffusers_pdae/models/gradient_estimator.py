@@ -198,7 +198,7 @@ class GradientEstimator(ModelMixin, ConfigMixin):
         Raises:
             `ValueError`: if the model has a class, block type or embedding PDAE cannot serve (the message names it).
         """
-        denoiser = frozen_denoiser(denoiser)
+        denoiser = reads_unet_features(frozen_denoiser(denoiser))
         config = denoiser.gradient_estimator_layout()
         if noise_scheduler is not None:
             config["train_noise_schedule"] = noise_schedule_of(noise_scheduler)
@@ -246,7 +246,7 @@ class GradientEstimator(ModelMixin, ConfigMixin):
 
     def check_compatible(self, denoiser: FrozenDenoiser | ModelMixin) -> None:
         """Raise a `ValueError` if this estimator was not built for the frozen model's layout."""
-        layout = frozen_denoiser(denoiser).gradient_estimator_layout()
+        layout = reads_unet_features(frozen_denoiser(denoiser)).gradient_estimator_layout()
         mismatches = [
             f"{key}: UNet {layout[key]!r} vs gradient_estimator {self.config[key]!r}"
             for key in (*UNET_KEYS_SHARED_WITH_G, "temb_channels")
@@ -260,19 +260,7 @@ class GradientEstimator(ModelMixin, ConfigMixin):
 
     def check_schedule(self, scheduler: SchedulerMixin) -> None:
         """Raise a `ValueError` naming both schedules if `scheduler` is not the noise schedule G was trained with."""
-        trained = self.config.get("train_noise_schedule")
-        if trained is None:
-            return
-        used = noise_schedule_of(scheduler)
-        # Checkpoints saved before prediction_type was recorded lack it: compare what was recorded.
-        recorded = [key for key in NOISE_SCHEDULE_KEYS if key in trained]
-        if any(_normalised(trained[key]) != _normalised(used.get(key)) for key in recorded):
-            raise ValueError(
-                f"The scheduler's noise schedule {used} is not the one the gradient estimator was trained with "
-                f"{dict(trained)}; c_t and the loss weights depend on it. Build the scheduler from the training "
-                "schedule (e.g. DDIMScheduler.from_config(pipe.scheduler.config)) and change only its sampling "
-                "settings."
-            )
+        check_schedule_against(self.config.get("train_noise_schedule"), scheduler)
 
     def forward(
         self, features: UNetFeatures, z: torch.Tensor, return_dict: bool = True
@@ -363,6 +351,33 @@ def _in_layer(key: str, layers: tuple[str, ...]) -> bool:
 def _is_dropped_layer(key: str) -> bool:
     """Whether an up-block weight of the UNet belongs to a resnet or attention that a lighter G leaves out."""
     return ".resnets." in key or ".attentions." in key
+
+
+def reads_unet_features(denoiser: FrozenDenoiser) -> FrozenDenoiser:
+    """`denoiser`, if G can be its UNet's decoder half; a `ValueError` naming the G to use otherwise."""
+    if denoiser.feature_kind != "unet":
+        raise ValueError(
+            f"A GradientEstimator is a UNet's decoder half; the frozen {type(denoiser.model).__name__} has none. Use "
+            "TransformerGradientEstimator.from_denoiser (or gradient_estimator_for, which picks the design)."
+        )
+    return denoiser
+
+
+def check_schedule_against(trained: dict | None, scheduler: SchedulerMixin) -> None:
+    """Raise a `ValueError` naming both schedules if `scheduler`'s noise schedule is not `trained` (a G's recorded
+    `train_noise_schedule`; None, as in older checkpoints, skips the check)."""
+    if trained is None:
+        return
+    used = noise_schedule_of(scheduler)
+    # Checkpoints saved before prediction_type was recorded lack it: compare what was recorded.
+    recorded = [key for key in NOISE_SCHEDULE_KEYS if key in trained]
+    if any(_normalised(trained[key]) != _normalised(used.get(key)) for key in recorded):
+        raise ValueError(
+            f"The scheduler's noise schedule {used} is not the one the gradient estimator was trained with "
+            f"{dict(trained)}; c_t and the loss weights depend on it. Build the scheduler from the training "
+            "schedule (e.g. DDIMScheduler.from_config(pipe.scheduler.config)) and change only its sampling "
+            "settings."
+        )
 
 
 def noise_schedule_of(scheduler: SchedulerMixin) -> dict:

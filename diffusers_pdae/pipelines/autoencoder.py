@@ -137,7 +137,10 @@ class ImageAutoencoderPipelineMixin:
         """Check a saved pipeline folder before loading it (see `from_pretrained`); components passed to
         `from_pretrained` (`overridden`) are not read from it."""
         optional = tuple(getattr(cls, "_optional_components", ()))
-        index = check_pipeline_folder(folder, cls.REQUIRED_COMPONENTS, cls.__name__, optional, cls.COMPONENT_CLASSES)
+        one_of = tuple(getattr(cls, "FROZEN_MODEL_COMPONENTS", ()))
+        index = check_pipeline_folder(
+            folder, cls.REQUIRED_COMPONENTS, cls.__name__, optional, cls.COMPONENT_CLASSES, one_of
+        )
         model_classes = package_model_classes()
         for name, entry in index.items():
             if isinstance(entry, list) and entry[1] in model_classes and name not in overridden:

@@ -40,14 +40,21 @@ def check_pdae_components(
     latent_scheduler: SchedulerMixin | None = None,
     vae: ModelMixin | None = None,
     prompt_embedding: ModelMixin | None = None,
+    transformer: ModelMixin | None = None,
 ) -> None:
     """`PDAEPipeline`'s four components are there, the scheduler can be served, the encoder and G fit the UNet (G's
     layout and noise schedule, the encoder's image size, channels and code width), the optional latent sampler fits
     the codes, and the optional autoencoder the UNet (its latents are the UNet's samples; the encoder reads its pixel
     images, or its latents)."""
-    components = {"unet": unet, "scheduler": scheduler, "encoder": encoder, "gradient_estimator": gradient_estimator}
+    components = {"scheduler": scheduler, "encoder": encoder, "gradient_estimator": gradient_estimator}
     check_no_missing_components("PDAEPipeline", components)
-    denoiser = frozen_denoiser(unet, prompt_embedding)
+    denoiser = frozen_denoiser(frozen_model(unet, transformer), prompt_embedding)
+    if denoiser.component_name != ("unet" if unet is not None else "transformer"):
+        given = "unet" if unet is not None else "transformer"
+        raise ValueError(
+            f"A {type(denoiser.model).__name__} is the pipeline's {denoiser.component_name} (as diffusers names it), "
+            f"not its {given}; pass it as {denoiser.component_name}=."
+        )
     denoiser.require_condition()
     check_scheduler(scheduler)
     gradient_estimator.check_compatible(denoiser)
@@ -74,6 +81,17 @@ def check_pdae_components(
             f"encoder with the UNet's in_channels and sample_size{pixels} and the estimator's latent_dim."
         )
     check_latent_sampler(latent_sampler, latent_scheduler, encoder.config.latent_dim)
+
+
+def frozen_model(unet: ModelMixin | None, transformer: ModelMixin | None) -> ModelMixin:
+    """The pipeline's one frozen model: its `unet` or its `transformer`; a `ValueError` for neither or both."""
+    if (unet is None) == (transformer is None):
+        what = "neither" if unet is None else "both"
+        raise ValueError(
+            "PDAEPipeline takes one frozen model, its unet (a UNet2DModel or UNet2DConditionModel) or its "
+            f"transformer (a DiTTransformer2DModel); got {what}."
+        )
+    return unet if unet is not None else transformer
 
 
 def check_autoencoder_fits(vae: ModelMixin, sample_channels: int) -> None:

@@ -136,6 +136,7 @@ def check_pipeline_folder(
     pipeline_name: str = "pipeline",
     optional: tuple[str, ...] = (),
     component_classes: dict[str, tuple[str, ...]] | None = None,
+    one_of: tuple[str, ...] = (),
 ) -> dict:
     """Before `from_pretrained` reads a local pipeline folder: say which component or file is missing or wrong.
 
@@ -146,6 +147,7 @@ def check_pipeline_folder(
         pipeline_name: the class that loads it, for the messages.
         optional: components that may be absent (or null in `model_index.json`); when listed, checked as the others.
         component_classes: for some components, the class names `model_index.json` may give them.
+        one_of: optional components of which the folder must hold one (the frozen model: `unet` or `transformer`).
 
     Returns:
         `dict`: the folder's `model_index.json`.
@@ -161,6 +163,11 @@ def check_pipeline_folder(
             index = json.load(f)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ValueError(f"{index_path} is not valid JSON ({error}); the pipeline folder is damaged.") from error
+    if one_of and not any(index.get(name, [None, None])[1] is not None for name in one_of if name in index):
+        raise FileNotFoundError(
+            f"{index_path} lists no frozen model ({' or '.join(repr(name) for name in one_of)}); a {pipeline_name} "
+            f"needs one, with {', '.join(components)}."
+        )
     for name in components + optional:
         entry = index.get(name)
         if entry is None or entry == [None, None]:

@@ -12,12 +12,17 @@ from diffusers.utils import replace_example_docstring
 from diffusers.utils.torch_utils import randn_tensor
 
 from ..image_utils import ImageInput
-from ..models.frozen_denoiser import DENOISER_CLASS_NAMES, FrozenDenoiser, frozen_denoiser
+from ..models.frozen_denoiser import (
+    DENOISER_CLASSES_BY_COMPONENT,
+    DENOISER_COMPONENT_NAMES,
+    FrozenDenoiser,
+    frozen_denoiser,
+)
 from ..models.pdae_prediction import pdae_noise_prediction
 from ..sampling import SchedulerStepper, epsilon_scheduler, in_shift_range
 from .autoencoder import DEFAULT_INFERENCE_STEPS, ImageAutoencoderPipelineMixin
 from .code_space import CodeSpaceMixin
-from .component_checks import check_pdae_components
+from .component_checks import check_pdae_components, frozen_model
 from .folder_checks import ENCODER_CLASS_NAMES
 from .input_checks import (
     check_batch_size,
@@ -63,12 +68,14 @@ class PDAEPipeline(SavesCodeMixin, CodeSpaceMixin, ImageAutoencoderPipelineMixin
     Parameters:
         unet ([`UNet2DModel`] or [`UNet2DConditionModel`]): the frozen, pre-trained DPM (predicting eps, v or x_0),
             reached through its [`FrozenDenoiser`] adapter (`pipe.denoiser`), which asks it without a condition: a
-            Stable Diffusion UNet with `prompt_embedding`, the empty prompt's by default.
+            Stable Diffusion UNet with `prompt_embedding`, the empty prompt's by default. Omitted for a
+            `transformer`.
         scheduler ([`SchedulerMixin`]): its training schedule; `__call__` samples with it. Inversion and the
             deterministic decoding of `decode`, `reconstruct`, `interpolate` and `manipulate` use a [`DDIMScheduler`]
             built from its config with `clip_sample=False`.
         encoder ([`PDAEEncoder`], [`PDAEResidualEncoder`] or [`PDAETransformersEncoder`]): image -> z.
-        gradient_estimator ([`GradientEstimator`]): G(x_t, z, t), built for `unet` with `GradientEstimator.from_unet`.
+        gradient_estimator ([`GradientEstimator`] or [`TransformerGradientEstimator`]): G(x_t, z, t), built for the
+            frozen model with `from_denoiser` (`gradient_estimator_for` picks the design).
         latent_sampler ([`LatentSampler`], *optional*): a diffusion model over codes, trained on the encoder's codes
             of a dataset (`examples/train_latent_sampler.py`); with it, `__call__` without `z` samples codes first
             and so generates images unconditionally through the codes.
@@ -80,21 +87,25 @@ class PDAEPipeline(SavesCodeMixin, CodeSpaceMixin, ImageAutoencoderPipelineMixin
         prompt_embedding ([`PromptEmbedding`], *optional*): for a text-conditional UNet (Stable Diffusion), the
             embedding of the fixed prompt it is asked with (the empty prompt by default), stored instead of the text
             encoder and tokenizer.
+        transformer ([`DiTTransformer2DModel`], *optional*): the frozen model when it is a diffusion transformer (a
+            `DiTPipeline`'s, asked with its null class), instead of `unet`; named as diffusers names it.
     """
 
     # The UNet and G take turns at every denoising step: chaining G after the UNet would move the UNet off and on
     # the device every step. So G stays on the device and only the encoder and the UNet are offloaded in turn. The
     # autoencoder comes first: it encodes the pixels before the loop, and the encoder moves it off before the loop.
-    model_cpu_offload_seq = "vae->encoder->latent_sampler->unet"
+    model_cpu_offload_seq = "vae->encoder->latent_sampler->unet->transformer"
     _exclude_from_cpu_offload = ["gradient_estimator", "prompt_embedding"]
-    _optional_components = ["latent_sampler", "latent_scheduler", "vae", "prompt_embedding"]
+    # The frozen model is `unet` or `transformer` (by its family, as diffusers names it): each optional, one required.
+    _optional_components = ["latent_sampler", "latent_scheduler", "vae", "prompt_embedding", "unet", "transformer"]
     _callback_tensor_inputs = ["latents", "z"]
-    REQUIRED_COMPONENTS = ("unet", "scheduler", "encoder", "gradient_estimator")
+    REQUIRED_COMPONENTS = ("scheduler", "encoder", "gradient_estimator")
+    FROZEN_MODEL_COMPONENTS = DENOISER_COMPONENT_NAMES  # one of them, by the frozen model's family
     COMPONENT_NAMES = (*REQUIRED_COMPONENTS, *_optional_components)
     COMPONENT_CLASSES = {
-        "unet": DENOISER_CLASS_NAMES,
+        **DENOISER_CLASSES_BY_COMPONENT,
         "encoder": ENCODER_CLASS_NAMES,
-        "gradient_estimator": ("GradientEstimator",),
+        "gradient_estimator": ("GradientEstimator", "TransformerGradientEstimator"),
         "latent_sampler": ("LatentSampler",),
         "vae": ("VQModel", "AutoencoderKL"),
         "prompt_embedding": ("PromptEmbedding",),
@@ -103,7 +114,7 @@ class PDAEPipeline(SavesCodeMixin, CodeSpaceMixin, ImageAutoencoderPipelineMixin
 
     def __init__(
         self,
-        unet: ModelMixin,
+        unet: ModelMixin | None,
         scheduler: SchedulerMixin,
         encoder: ModelMixin,
         gradient_estimator: ModelMixin,
@@ -111,11 +122,13 @@ class PDAEPipeline(SavesCodeMixin, CodeSpaceMixin, ImageAutoencoderPipelineMixin
         latent_scheduler: SchedulerMixin | None = None,
         vae: VQModel | AutoencoderKL | None = None,
         prompt_embedding: ModelMixin | None = None,
+        transformer: ModelMixin | None = None,
     ):
         super().__init__()
         check_pdae_components(
-            unet, scheduler, encoder, gradient_estimator, latent_sampler, latent_scheduler, vae, prompt_embedding
-        )
+            unet, scheduler, encoder, gradient_estimator, latent_sampler, latent_scheduler, vae, prompt_embedding,
+            transformer,
+        )  # fmt: skip
         self.register_modules(
             unet=unet,
             scheduler=scheduler,
@@ -125,6 +138,7 @@ class PDAEPipeline(SavesCodeMixin, CodeSpaceMixin, ImageAutoencoderPipelineMixin
             latent_scheduler=latent_scheduler,
             vae=vae,
             prompt_embedding=prompt_embedding,
+            transformer=transformer,
         )
         self._components_ready = True
 
@@ -133,7 +147,7 @@ class PDAEPipeline(SavesCodeMixin, CodeSpaceMixin, ImageAutoencoderPipelineMixin
     @property
     def denoiser(self) -> FrozenDenoiser:
         """The frozen model behind its adapter: its unconditional prediction, G's features and its geometry."""
-        return frozen_denoiser(self.unet, self.prompt_embedding)
+        return frozen_denoiser(frozen_model(self.unet, self.transformer), self.prompt_embedding)
 
     def predict_noise(
         self,

@@ -34,7 +34,8 @@ PIPELINE_CODE_FILE = "pipeline_pdae"
 COMPONENT_CODE_FILES = {
     # Any encoder design: the folder's file bundles the module of the design it holds.
     "encoder": ("pdae_encoder", f"{PACKAGE}.models.encoders"),
-    "gradient_estimator": ("pdae_gradient_estimator", f"{PACKAGE}.models.gradient_estimator"),
+    # Either design: the folder's file bundles both (the UNet's decoder half and the transformer G).
+    "gradient_estimator": ("pdae_gradient_estimator", f"{PACKAGE}.models.gradient_estimators"),
     "latent_sampler": ("pdae_latent_sampler", f"{PACKAGE}.models.latent_sampler"),  # optional
     "prompt_embedding": ("pdae_prompt_embedding", f"{PACKAGE}.models.prompt_embedding"),  # optional
 }

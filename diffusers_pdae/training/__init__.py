@@ -40,6 +40,7 @@ from .latent_cards import autoencoder_model_card, ldm_model_card, text_to_image_
 from .objective import (
     clean_samples,
     freeze,
+    frozen_components,
     load_frozen_autoencoder,
     load_frozen_dpm,
     pdae_training_loss,
@@ -70,6 +71,7 @@ __all__ = [
     "ldm_model_card",
     "text_to_image_model_card",
     "load_autoencoder",
+    "frozen_components",
     "load_frozen_autoencoder",
     "load_frozen_dpm",
     "make_parser",

@@ -132,9 +132,15 @@ def light_encoder_for(model: ModelMixin | FrozenDenoiser, latent_dim: int) -> PD
     """The encoder `train_pdae.py` builds by default (`--encoder_type light`, default widths) for the samples of a
     diffusion model (or its adapter)."""
     channels, size, _ = config_sample_shape(model.config)
+    return light_encoder(channels, size, latent_dim)
+
+
+def light_encoder(channels: int, sample_size: int, latent_dim: int) -> PDAEEncoder:
+    """`train_pdae.py`'s default encoder (`--encoder_type light`, default widths) on `channels`-channel images of
+    `sample_size` pixels."""
     return PDAEEncoder(
         in_channels=channels,
-        sample_size=size,
+        sample_size=sample_size,
         latent_dim=latent_dim,
         block_out_channels=tuple(LIGHT_DEFAULTS["encoder_block_out_channels"]),
         norm_num_groups=LIGHT_DEFAULTS["encoder_norm_num_groups"],

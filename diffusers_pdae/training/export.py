@@ -11,15 +11,24 @@ from __future__ import annotations
 import json
 import os
 
-from diffusers import AutoModel, DDIMScheduler, DDPMPipeline, DDPMScheduler, DiffusionPipeline, LDMPipeline
+from diffusers import (
+    AutoModel,
+    DDIMScheduler,
+    DDPMPipeline,
+    DDPMScheduler,
+    DiffusionPipeline,
+    LDMPipeline,
+    StableDiffusionPipeline,
+)
 
 from ..models.encoders import load_encoder
-from ..models.gradient_estimator import GradientEstimator
+from ..models.gradient_estimators import load_gradient_estimator
 from ..models.latent_sampler import LatentSampler
 from ..pipelines import PDAEPipeline
 from .autoencoders import load_autoencoder
 from .checkpointing import PIPELINE_FILE, read_run_flags
-from .objective import load_frozen_autoencoder, load_frozen_dpm
+from .objective import frozen_components, load_frozen_autoencoder, load_frozen_dpm
+from .text_conditioning import dit_pipeline, text_encoder_for
 
 
 def _weights(folder: str, name: str, use_ema: bool) -> str:
@@ -72,6 +81,8 @@ def export_checkpoint(checkpoint: str, output_dir: str, use_ema: bool = True) ->
         pipeline = LDMPipeline(vqvae=vqvae, unet=unet, scheduler=scheduler)
         pipeline.save_pretrained(output_dir)
         return pipeline
+    if description["kind"] in ("sd", "dit"):
+        return export_latent_conditional(checkpoint, output_dir, description, use_ema)
     if description["kind"] == "latent_sampler":
         base = PDAEPipeline.from_pretrained(description["pretrained_model_name_or_path"])
         latent_sampler = LatentSampler.from_pretrained(
@@ -89,14 +100,32 @@ def export_checkpoint(checkpoint: str, output_dir: str, use_ema: bool = True) ->
     dpm, flags = description["pretrained_model_name_or_path"], read_run_flags(checkpoint)
     denoiser, _ = load_frozen_dpm(dpm, flags.get("prompt"))
     pipeline = PDAEPipeline(
-        unet=denoiser.model,
-        prompt_embedding=denoiser.condition,
+        **frozen_components(denoiser),
         scheduler=DDIMScheduler.from_pretrained(scheduler_folder, clip_sample=False),
         encoder=load_encoder(checkpoint, subfolder=_weights(checkpoint, "encoder", use_ema)),
-        gradient_estimator=GradientEstimator.from_pretrained(
+        gradient_estimator=load_gradient_estimator(
             checkpoint, subfolder=_weights(checkpoint, "gradient_estimator", use_ema)
         ),
         vae=load_frozen_autoencoder(dpm, flags.get("vae_scaling_factor")),
     )
+    pipeline.save_pretrained(output_dir)
+    return pipeline
+
+
+def export_latent_conditional(checkpoint: str, output_dir: str, description: dict, use_ema: bool) -> DiffusionPipeline:
+    """A checkpoint of `train_dpm.py` with captions (a `StableDiffusionPipeline`, its text encoder rebuilt from the
+    run's flags) or with `--model_type dit` (a `DiTPipeline`)."""
+    scheduler = DDIMScheduler.from_pretrained(os.path.join(checkpoint, "scheduler"), clip_sample=False)
+    vae = load_autoencoder(description["pretrained_model_name_or_path"])
+    if description["kind"] == "dit":
+        transformer = AutoModel.from_pretrained(checkpoint, subfolder=_weights(checkpoint, "transformer", use_ema))
+        pipeline = dit_pipeline(transformer, vae, scheduler)
+    else:
+        text_encoder, tokenizer = text_encoder_for(read_run_flags(checkpoint))
+        pipeline = StableDiffusionPipeline(
+            vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, scheduler=scheduler, safety_checker=None,
+            unet=AutoModel.from_pretrained(checkpoint, subfolder=_weights(checkpoint, "unet", use_ema)),
+            feature_extractor=None, requires_safety_checker=False,
+        )  # fmt: skip
     pipeline.save_pretrained(output_dir)
     return pipeline

@@ -80,6 +80,13 @@ def load_frozen_dpm(
     return denoiser, scheduler
 
 
+def frozen_components(denoiser: FrozenDenoiser) -> dict:
+    """The frozen model as `PDAEPipeline` components: `unet` or `transformer` (the other None), and the stored
+    condition (`prompt_embedding`) of a text-conditional UNet."""
+    components = {"unet": None, "transformer": None, denoiser.component_name: denoiser.model}
+    return {**components, "prompt_embedding": denoiser.condition}
+
+
 def clean_samples(batch: dict, vae: ModelMixin | None, generator: torch.Generator) -> torch.Tensor:
     """x_0 of a training batch as the UNet sees it `(B, C, H, W)`: the pixels, or for a latent DPM the frozen
     autoencoder's latents of them: cached by `CachedLatentDataset` (`--cache_latents`) or encoded now; an

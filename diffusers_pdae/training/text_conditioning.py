@@ -148,3 +148,14 @@ def text_encoder_for(flags: dict) -> tuple[CLIPTextModel, CLIPTokenizer]:
         )
     tokenizer = caption_tokenizer(digit_captions())
     return small_text_encoder(tokenizer, seed=flags.get("seed") or 0).requires_grad_(False), tokenizer
+
+
+def dit_pipeline(transformer, vae, scheduler):
+    """A `DiTPipeline` of a DiT trained on the digits' labels, its labels' names saved with it (`DiTPipeline` reads
+    `id2label` at construction but does not record it: `pipe.get_label_ids("seven")` works after loading)."""
+    from diffusers import DiTPipeline
+
+    id2label = {str(label): name for label, name in enumerate(DIGIT_NAMES)}
+    pipeline = DiTPipeline(transformer, vae, scheduler, id2label=id2label)
+    pipeline.register_to_config(id2label=id2label)
+    return pipeline
