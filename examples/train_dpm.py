@@ -370,7 +370,7 @@ def main(argv=None):
     config = unet_config(args, vae, text_encoder)
     run = TrainingRun(args, "train_dpm")
 
-    unet = unet_class(args).from_config(config)
+    model = unet_class(args).from_config(config)
     # An LDM's latents are not bounded to [-1, 1]: its schedulers must not clip them (as CompVis/ldm-celebahq-256's)
     latent_options = {} if vae is None else {"clip_sample": False}
     noise_scheduler = DDPMScheduler(
@@ -378,20 +378,20 @@ def main(argv=None):
     )
     dataset = load_training_dataset(
         args.dataset_name, args.dataset_config_name, args.train_data_dir, args.image_column,
-        unet.config.in_channels if vae is None else vae.config.in_channels, args.resolution, args.center_crop,
+        model.config.in_channels if vae is None else vae.config.in_channels, args.resolution, args.center_crop,
         args.random_flip, args.cache_dir, check_images=not args.skip_image_check, streaming=args.streaming,
         caption_column=args.caption_column,
     )  # fmt: skip
-    latent_shape = (unet.config.in_channels, unet.config.sample_size, unet.config.sample_size)
+    latent_shape = (model.config.in_channels, model.config.sample_size, model.config.sample_size)
     for frozen in (vae, text_encoder):
         if frozen is not None:
             run.prepare_frozen(frozen)
-    kind = "ddpm" if vae is None else ("sd" if args.text_conditioned else args.model_type.replace("unet", "ldm"))
+    kind = "ddpm" if vae is None else "dit" if args.model_type == "dit" else "sd" if args.text_conditioned else "ldm"
     name = "transformer" if args.model_type == "dit" else "unet"  # the component, as diffusers names it
-    unet = run.prepare({name: unet}, dataset, kind, noise_scheduler, vae_path)
+    model = run.prepare({name: model}, dataset, kind, noise_scheduler, vae_path)
 
     def condition(batch) -> dict:
-        """The UNet's conditioning inputs for a batch: class labels, caption embeddings (some captions dropped to
+        """The model's conditioning inputs for a batch: class labels, caption embeddings (some captions dropped to
         the empty prompt, drawn from the run's checkpointed generator) or nothing."""
         if args.num_class_embeds is not None or args.model_type == "dit":
             return {"class_labels": batch["class_labels"]}
@@ -410,7 +410,7 @@ def main(argv=None):
             clean_images = encode_batch(vae, clean_images, run.noise_generator)
         noise, timesteps = sample_noise_and_timesteps(clean_images, args.ddpm_num_steps, run.noise_generator)
         noisy_images = noise_scheduler.add_noise(clean_images, noise, timesteps)
-        noise_pred = unet(noisy_images, timesteps, **condition(batch)).sample
+        noise_pred = model(noisy_images, timesteps, **condition(batch)).sample
         return F.mse_loss(noise_pred.float(), noise.float(), reduction="none").mean(dim=(1, 2, 3))
 
     released = {}
