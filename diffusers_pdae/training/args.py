@@ -140,8 +140,8 @@ def add_streaming_args(parser: argparse.ArgumentParser) -> None:
         type=positive_int,
         default=DEFAULTS["shuffle_buffer_size"],
         help="With --streaming: the shard order is shuffled each pass, and the items through a buffer of this many "
-        "(1: shard order only, which makes a resumed run continue exactly; a larger buffer loses its content on "
-        "resume).",
+        "(1: shard order only). A resume is exact either way; with a buffer it reads the interrupted pass again up "
+        "to its position (without decoding), with 1 only the current shard.",
     )
 
 

@@ -10,8 +10,9 @@ DataLoader over it, passes that end together on every process, and the stream's 
   has yielded its last batch (one small all-reduce per batch), so that all take the same optimiser steps, and no image
   is read twice in a pass. Gradient accumulation counts batches across passes (`sync_with_dataloader=False`).
 - Resume: `torchdata`'s `StatefulDataLoader` (Accelerate's `use_stateful_dataloader`) records, per worker, the
-  position of the stream (`datasets`' `IterableDataset.state_dict()`) after the last batch the loop trained on, not
-  after what the workers prefetched; each checkpoint keeps it as `stream_state_<rank>.json`.
+  position of the stream ([`StreamedImages.state_dict`]: the examples of the pass taken so far) after the last batch
+  the loop trained on, not after what the workers prefetched; each checkpoint keeps it as `stream_state_<rank>.json`.
+  A resumed pass continues exactly, whatever the shuffle buffer; one that has nothing left ends, and the next begins.
 """
 
 from __future__ import annotations
@@ -52,16 +53,19 @@ class StreamPosition:
         dataloader: the prepared, stateful DataLoader of this process's share.
         epoch: the pass over the stream the loop is in (or resumes).
         pass_over: whether the batch last yielded ended the pass (on some process).
+        resumed: whether the next pass to read continues one a checkpoint interrupted.
     """
 
     def __init__(self, accelerator: Accelerator, dataloader, num_workers: int):
         self.accelerator, self.dataloader, self.num_workers = accelerator, dataloader, num_workers
-        self.epoch, self.pass_over = 0, False
+        self.epoch, self.pass_over, self.resumed = 0, False, False
 
     def batches(self, epoch: int) -> Iterator[dict]:
-        """The batches of pass `epoch`, ending on every process when one has yielded its last."""
+        """The batches of pass `epoch`, ending on every process when one has yielded its last. A resumed pass with
+        nothing left simply ends (the loop goes on with the next pass); a whole pass without a batch is refused."""
         accelerator = self.accelerator
         self.epoch, self.pass_over, yielded = epoch, False, 0
+        resumed, self.resumed = self.resumed, False
         iterator = iter(self.dataloader)
         while not self.pass_over:
             batch = next(iterator, None)
@@ -77,7 +81,11 @@ class StreamPosition:
             yielded += 1
             yield batch
         self.dataloader.end()  # a pass ended early leaves the loader registered with Accelerate's gradient state
-        if not yielded:
+        if not yielded and resumed:
+            logger.info(
+                f"Pass {epoch} over the stream had nothing left after the checkpoint; pass {epoch + 1} begins."
+            )
+        elif not yielded:
             raise ValueError(
                 f"Pass {epoch} over the stream yielded no batch on some process: its share of the stream holds no "
                 f"readable image ({accelerator.num_processes} process(es), --dataloader_num_workers "
@@ -115,7 +123,7 @@ class StreamPosition:
                 f"{saved[1]} each; each process and worker reads its own shards, so resume with {saved[0]} "
                 f"process(es) and --dataloader_num_workers {saved[1]}."
             )
-        self.epoch, self.pass_over = state["epoch"], False
+        self.epoch, self.pass_over, self.resumed = state["epoch"], False, not state["pass_over"]
         if state["pass_over"]:
             self.epoch += 1
         else:
@@ -151,6 +159,9 @@ def prepare_stream(
             non_blocking=accelerator.dataloader_config.non_blocking,
             use_stateful_dataloader=True,
         )
+    # Accelerate asks the new loader for its state, which makes torchdata start the workers of its first pass now,
+    # before the loop sets the pass (`set_epoch`): they would read pass 0 whatever the pass. Drop that iterator.
+    dataloader.load_state_dict({})
     position = StreamPosition(accelerator, dataloader, num_workers)
     position.register()
     return position
