@@ -8,17 +8,22 @@ a user launches them are `@pytest.mark.slow`.
 
 import io
 import json
+import os
 import shutil
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import PIL.Image
 import pytest
 
+from diffusers_pdae import PDAEPipeline, file_utils
 from diffusers_pdae.bundled.mnist import load_mnist_arrays
 
 from ..conftest import load_script
 from ..training.test_train_scripts import TRAIN_PDAE, assert_ok, launch
-from .conftest import HANDLED, pdae_flags
+from .conftest import HANDLED, pdae_flags, steps_done, train, train_command, train_env
 
 pytestmark = pytest.mark.reliability(area="training")
 
@@ -126,3 +131,86 @@ def test_a_two_process_streamed_run_resumed_near_the_end_of_a_pass_continues_and
         after = rank_report(out, rank)
         assert after["batch_fingerprints"] == before["batch_fingerprints"][1:]
         assert after["weights_checksum"] == before["weights_checksum"]
+
+
+# ------------------------------------------------------------------------- killed before a checkpoint, or mid-save
+
+
+def leftovers_of_a_run_killed_before_its_first_checkpoint(out: Path) -> None:
+    """What such a run leaves: its tensorboard logs, its lock file (naming a process long gone) and the checkpoint
+    it was writing."""
+    (out / "logs" / "train_pdae").mkdir(parents=True)
+    (out / "logs" / "train_pdae" / "events.out.tfevents.1.host").write_bytes(b"\0" * 40)
+    (out / ".training.lock").write_text("4242\n")
+    (out / "checkpoint-2.tmp" / "encoder").mkdir(parents=True)
+    (out / "checkpoint-2.tmp" / "encoder" / "config.json").write_text("{")
+
+
+@HANDLED
+def test_a_run_killed_before_its_first_checkpoint_starts_anew_when_resubmitted_as_it_was(train_pdae, tiny_dpm,
+                                                                                          tmp_path):  # fmt: skip
+    """A folder holding only logs/, the lock and a half-written checkpoint-2.tmp, resubmitted with
+    --resume_from_checkpoint latest: the run starts anew there and finishes, the half-written checkpoint gone, the logs
+    kept (before: refused on every retry, telling the user to pass --resume_from_checkpoint latest)."""
+    out = tmp_path / "run"
+    leftovers_of_a_run_killed_before_its_first_checkpoint(out)
+    train_pdae.main(pdae_flags(tiny_dpm, out, "--checkpointing_steps", "2", "--resume_from_checkpoint", "latest"))
+    assert json.loads((out / "training_info.json").read_text())["global_step"] == 2
+    assert (out / "checkpoint-2" / "encoder" / "config.json").is_file() and not (out / "checkpoint-2.tmp").exists()
+    assert (out / "logs" / "train_pdae" / "events.out.tfevents.1.host").is_file()
+
+
+class Killed(BaseException):
+    """Stands in for SIGKILL: nothing after it runs."""
+
+
+@HANDLED
+def test_a_run_killed_during_its_final_save_is_finished_when_resubmitted(train_pdae, tiny_dpm, tmp_path, monkeypatch):
+    """A 2-step run killed while its final save was being put in place (its checkpoints and logs already moved into
+    the `.run.saved-*` folder beside --output_dir), with an older killed save's `.run.saving-*` there too, resubmitted
+    with --resume_from_checkpoint latest: the save is finished, nothing beside the folder stays and the run releases
+    (before: the `.saving-*` folder stayed forever)."""
+    out = tmp_path / "run"
+    swap = file_utils._swap_into_place
+
+    def killed_midway(saved: Path, directory: Path, token: str) -> None:
+        if directory != out:  # the pipeline's own atomic save into the staging folder
+            return swap(saved, directory, token)
+        for entry in directory.iterdir():
+            if not (saved / entry.name).exists():
+                entry.rename(saved / entry.name)
+        raise Killed
+
+    flags = pdae_flags(tiny_dpm, out, "--checkpointing_steps", "2")
+    monkeypatch.setattr(file_utils, "_swap_into_place", killed_midway)
+    with pytest.raises(Killed):
+        train_pdae.main(flags)
+    monkeypatch.undo()
+    (tmp_path / ".run.saving-0123abcd" / "unet").mkdir(parents=True)
+    assert sorted(path.name for path in out.iterdir()) == []  # everything is in .run.saved-*
+    train_pdae.main([*flags, "--resume_from_checkpoint", "latest"])
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["run"]
+    assert {"checkpoint-2", "logs", "model_index.json", "training_info.json"} <= {path.name for path in out.iterdir()}
+    assert PDAEPipeline.from_pretrained(out).encoder.config.latent_dim == 8
+
+
+@pytest.mark.slow
+@HANDLED
+def test_a_run_sigkilled_before_its_first_checkpoint_is_resubmitted_with_the_same_command(tiny_dpm, tmp_path):
+    """train_pdae.py --resume_from_checkpoint latest killed with SIGKILL at step 1 of 3, before its first checkpoint
+    (step 3), then run again with the same command: it starts anew and finishes."""
+    out = tmp_path / "run"
+    flags = pdae_flags(tiny_dpm, out, "--checkpointing_steps", "3", "--resume_from_checkpoint", "latest", steps=3)
+    log_path = tmp_path / "killed.log"
+    with open(log_path, "w") as log:
+        first = subprocess.Popen(train_command("train_pdae.py", flags), env=train_env(tmp_path), stdout=log,
+                                 stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and first.poll() is None and steps_done(log_path.read_text()) < 1:
+        time.sleep(0.05)
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    assert not list(out.glob("checkpoint-*[0-9]")), "the run checkpointed before it was killed: kill it earlier"
+    second = train("train_pdae.py", flags, tmp_path)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert json.loads((out / "training_info.json").read_text())["global_step"] == 3
