@@ -33,6 +33,7 @@ from diffusers_pdae.training import (
     add_optimization_args,
     add_output_args,
     add_streaming_args,
+    add_vae_scaling_factor_arg,
     dpm_model_card,
     encode_batch,
     finalize_args,
@@ -76,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
         "folder or Hub id (e.g. from examples/train_autoencoder.py), or an LDM pipeline folder with vqvae/ or vae/. "
         "--resolution stays the pixel size; the output is an LDMPipeline.",
     )
+    add_vae_scaling_factor_arg(parser, "--pretrained_vae_model_name_or_path: the latents are scaled by it")
     parser.add_argument("--ddpm_num_steps", type=positive_int, default=1000, help="Training timesteps T.")
     parser.add_argument(
         "--ddpm_num_inference_steps",
@@ -101,6 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_args(argv=None) -> argparse.Namespace:
     args = finalize_args(build_parser().parse_args(argv))
+    if args.vae_scaling_factor is not None and args.pretrained_vae_model_name_or_path is None:
+        raise ValueError(
+            "--vae_scaling_factor scales an autoencoder's latents: pass --pretrained_vae_model_name_or_path too."
+        )
     if args.pretrained_vae_model_name_or_path is not None and args.num_class_embeds is not None:
         raise ValueError(
             "--num_class_embeds cannot be combined with --pretrained_vae_model_name_or_path: diffusers' LDMPipeline "
@@ -207,7 +213,7 @@ def sample_class_conditional(unet: UNet2DModel, noise_scheduler: DDPMScheduler, 
 def main(argv=None):
     args = parse_args(argv)
     vae_path = args.pretrained_vae_model_name_or_path
-    vae = None if vae_path is None else freeze(load_autoencoder(vae_path))
+    vae = None if vae_path is None else freeze(load_autoencoder(vae_path, scaling_factor=args.vae_scaling_factor))
     config = unet_config(args, vae)
     run = TrainingRun(args, "train_dpm")
 
@@ -224,7 +230,7 @@ def main(argv=None):
     )  # fmt: skip
     latent_shape = (unet.config.in_channels, unet.config.sample_size, unet.config.sample_size)
     if vae is not None:
-        run.prepare_frozen(vae)
+        run.prepare_frozen(vae, "vae")
     unet = run.prepare({"unet": unet}, dataset, "ddpm" if vae is None else "ldm", noise_scheduler, vae_path)
 
     def compute_loss(batch):
@@ -243,7 +249,8 @@ def main(argv=None):
         if vae is None:
             return DDPMPipeline(unet=run.final_model("unet"), scheduler=noise_scheduler)
         if not released_vae:  # the source weights in float32, not the training copy in the run's weight dtype
-            released_vae.append(load_autoencoder(vae_path).to(run.accelerator.device))
+            released = load_autoencoder(vae_path, scaling_factor=args.vae_scaling_factor)
+            released_vae.append(released.to(run.accelerator.device))
         scheduler = DDIMScheduler.from_config(noise_scheduler.config, clip_sample=False)
         return LDMPipeline(vqvae=released_vae[0], unet=run.final_model("unet"), scheduler=scheduler)
 

@@ -37,6 +37,7 @@ from diffusers_pdae.training import (
     add_optimization_args,
     add_output_args,
     add_streaming_args,
+    add_vae_scaling_factor_arg,
     build_encoder,
     check_encoder_args,
     clean_samples,
@@ -68,13 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="For a latent DPM: encode the training images with the frozen autoencoder once, before training, "
         "instead of at every step (both orientations with --random_flip); needs --center_crop for image files.",
     )
-    parser.add_argument(
-        "--vae_scaling_factor",
-        type=positive_float,
-        default=None,
-        help="For a latent DPM whose autoencoder config has no scaling_factor: the one its UNet was trained with "
-        "(1.0 for CompVis' VQ LDMs such as CompVis/ldm-celebahq-256).",
-    )
+    add_vae_scaling_factor_arg(parser, "a latent DPM's autoencoder: the one its UNet was trained with")
     parser.add_argument("--latent_dim", type=positive_int, default=64, help="Width of the code z.")
     parser.add_argument(
         "--lambda_gamma", type=finite_float, default=0.1, help="gamma in lambda_t = SNR^gamma / (1 + SNR)."
@@ -216,9 +211,9 @@ def main(argv=None):
     denoiser, noise_scheduler = load_frozen_dpm(args.pretrained_model_name_or_path)
     vae = load_frozen_autoencoder(args.pretrained_model_name_or_path, args.vae_scaling_factor)
     check_image_geometry(args, denoiser, vae)
-    for model in (denoiser.model, vae):
+    for name, model in ((denoiser.component_name, denoiser.model), ("vae", vae)):
         if model is not None:
-            run.prepare_frozen(model)
+            run.prepare_frozen(model, name)
 
     image_channels = denoiser.sample_shape[0] if vae is None else vae.config.in_channels
     encoder, gradient_estimator = build_trainable_models(args, denoiser, noise_scheduler, image_channels)

@@ -10,6 +10,7 @@ import argparse
 import math
 import os
 
+from ..latent_space import scaling_factor_problem
 from .config import DEFAULTS
 
 # Flags whose value is a secret: never written to any file a run makes, never sent to a tracker.
@@ -65,6 +66,26 @@ def non_negative_float(text: str) -> float:
 def finite_float(text: str) -> float:
     """argparse type: any finite number."""
     return _number(float, text)
+
+
+def scaling_factor(text: str) -> float:
+    """argparse type: a latent scaling factor (a finite number in `latent_space.SCALING_FACTOR_BOUNDS`)."""
+    value = _number(float, text)
+    problem = scaling_factor_problem(value)
+    if problem:
+        raise argparse.ArgumentTypeError(f"the scaling factor {problem}")
+    return value
+
+
+def add_vae_scaling_factor_arg(parser: argparse.ArgumentParser, what: str) -> None:
+    """`--vae_scaling_factor`: the latent scaling to use in place of the autoencoder config's (`what` says whose)."""
+    parser.add_argument(
+        "--vae_scaling_factor",
+        type=scaling_factor,
+        default=None,
+        help=f"The scaling factor of {what}, in place of its config's; needed when the config has none (diffusers "
+        "would assume 0.18215): 1.0 for CompVis' VQ LDMs such as CompVis/ldm-celebahq-256.",
+    )
 
 
 def fraction(text: str) -> float:
