@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from dataclasses import dataclass
 
 import torch
 
 from .images import HeldOut, ImageConversion, check_columns, image_name, load_image_dataset
+from .shards import DataFiles
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +67,7 @@ class StreamedImages(torch.utils.data.IterableDataset):
         held_out: keys ([`item_key`]) of items never yielded: the validation images.
         skipped: unreadable images left out in this pass (of this reader: each DataLoader worker counts its own).
         share: the process's share and shuffle ([`for_process`]); None for the whole stream in its stored order.
+        files: the data files of a local folder's stream (None for a Hub stream), which its checkpoints record.
         consumed: examples of the pass taken from the stream so far (held-out and unreadable ones included).
     """
 
@@ -75,8 +78,10 @@ class StreamedImages(torch.utils.data.IterableDataset):
         conversion: ImageConversion,
         held_out: frozenset = frozenset(),
         share: ProcessShare | None = None,
+        files: DataFiles | None = None,
     ):
         self.stream = stream
+        self.files = files
         self.image_column = image_column
         self.conversion = conversion
         self.held_out = held_out
@@ -179,7 +184,7 @@ class StreamedImages(torch.utils.data.IterableDataset):
 
     def _with_stream(self, stream, held_out: frozenset | None = None, share: ProcessShare | None = None):
         held_out = self.held_out if held_out is None else held_out
-        return StreamedImages(stream, self.image_column, self.conversion, held_out, share)
+        return StreamedImages(stream, self.image_column, self.conversion, held_out, share, self.files)
 
     def for_process(self, rank: int, world_size: int, seed: int, shuffle_buffer_size: int) -> StreamedImages:
         """This process's share of the stream, shuffled: the shard order by `seed` and each pass's epoch, and the
@@ -262,6 +267,7 @@ def load_streaming_dataset(
     image_column = resolve_image_column(stream.features, image_column)
     if isinstance((stream.features or {}).get(image_column), datasets.Image):
         stream = stream.cast_column(image_column, datasets.Image(decode=False))
-    images = StreamedImages(stream, image_column, conversion)
+    folder = dataset_name if dataset_name is not None and os.path.isdir(dataset_name) else train_data_dir
+    images = StreamedImages(stream, image_column, conversion, files=None if folder is None else DataFiles.of(folder))
     images.check()
     return images

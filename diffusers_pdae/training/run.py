@@ -16,6 +16,7 @@ import PIL.Image
 import torch
 from accelerate import Accelerator
 from diffusers import DiffusionPipeline, SchedulerMixin
+from safetensors import SafetensorError
 
 from ..data.sources import is_stream
 from ..figures import check_finite_figures
@@ -30,7 +31,9 @@ from .accelerator import (
 )
 from .args import public_flags
 from .checkpointing import (
+    OutputWriteError,
     check_resume,
+    is_write_failure,
     register_checkpoint_hooks,
     resolve_resume_path,
     unwrap_model,
@@ -312,7 +315,16 @@ class TrainingRun:
         self.accelerator.wait_for_everyone()
         if self.accelerator.is_main_process:
             pipeline = build_pipeline()
-            write_folder_atomically(self.args.output_dir, pipeline.save_pretrained)
+            try:
+                write_folder_atomically(self.args.output_dir, pipeline.save_pretrained)
+            except (OSError, RuntimeError, SafetensorError) as error:
+                if not is_write_failure(error):
+                    raise
+                raise OutputWriteError(
+                    f"Could not save the pipeline to --output_dir {self.args.output_dir} ({type(error).__name__}: "
+                    f"{error}); the folder keeps what it held, checkpoints included. Free space on that disk, then "
+                    "rerun with --resume_from_checkpoint latest."
+                ) from error
             logger.info(f"Saved {type(pipeline).__name__} to {self.args.output_dir}")
 
     def check_figures(self, metrics: dict | None) -> None:

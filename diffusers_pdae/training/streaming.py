@@ -27,6 +27,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.data_loader import prepare_data_loader
 
+from ..data.shards import DataFiles
 from ..data.streaming import StreamedImages
 from ..import_utils import require
 from .accelerator import compiles
@@ -42,6 +43,9 @@ def _number(value):
     raise TypeError(f"A stream state holds a {type(value).__name__}, which JSON cannot store.")
 
 
+STREAM_FILES = "stream_files.json"
+
+
 def stream_state_file(folder: str, process_index: int) -> str:
     return os.path.join(folder, f"stream_state_{process_index}.json")
 
@@ -54,11 +58,13 @@ class StreamPosition:
         epoch: the pass over the stream the loop is in (or resumes).
         pass_over: whether the batch last yielded ended the pass (on some process).
         resumed: whether the next pass to read continues one a checkpoint interrupted.
+        files: a local folder's data files ([`DataFiles`]), recorded in each checkpoint (`stream_files.json`).
+        exact: False when a resume could not continue the interrupted pass (the files changed since).
     """
 
-    def __init__(self, accelerator: Accelerator, dataloader, num_workers: int):
-        self.accelerator, self.dataloader, self.num_workers = accelerator, dataloader, num_workers
-        self.epoch, self.pass_over, self.resumed = 0, False, False
+    def __init__(self, accelerator: Accelerator, dataloader, num_workers: int, files: DataFiles | None = None):
+        self.accelerator, self.dataloader, self.num_workers, self.files = accelerator, dataloader, num_workers, files
+        self.epoch, self.pass_over, self.resumed, self.exact = 0, False, False, True
 
     def batches(self, epoch: int) -> Iterator[dict]:
         """The batches of pass `epoch`, ending on every process when one has yielded its last. A resumed pass with
@@ -104,6 +110,9 @@ class StreamPosition:
         os.makedirs(folder, exist_ok=True)
         with open(stream_state_file(folder, self.accelerator.process_index), "w") as f:
             json.dump(state, f, default=_number)
+        if self.files is not None and self.accelerator.is_main_process:
+            with open(os.path.join(folder, STREAM_FILES), "w") as f:
+                json.dump(self.files.record(), f)
 
     def load(self, folder: str) -> None:
         """Continue from the position saved in a checkpoint: the next pass after a finished one, else the same pass
@@ -123,11 +132,29 @@ class StreamPosition:
                 f"{saved[1]} each; each process and worker reads its own shards, so resume with {saved[0]} "
                 f"process(es) and --dataloader_num_workers {saved[1]}."
             )
+        changes = self._files_changed_since(folder)
+        if changes:  # the positions index shards that are no longer those of the folder
+            logger.warning(
+                f"The stream's data files changed since {os.path.basename(folder)} was saved ({changes}): its pass "
+                f"{state['epoch']} cannot be continued, so pass {state['epoch'] + 1} begins, over the files there "
+                "are now (the rest of the interrupted pass is not trained on)."
+            )
+            self.epoch, self.pass_over, self.resumed, self.exact = state["epoch"] + 1, False, False, False
+            return
         self.epoch, self.pass_over, self.resumed = state["epoch"], False, not state["pass_over"]
         if state["pass_over"]:
             self.epoch += 1
         else:
             self.dataloader.load_state_dict(state["dataloader"])
+
+    def _files_changed_since(self, folder: str) -> str:
+        """What changed in the data files since the checkpoint `folder` recorded them ("" if nothing, or if either
+        side has no record: a Hub stream, an older checkpoint)."""
+        path = os.path.join(folder, STREAM_FILES)
+        if self.files is None or not os.path.isfile(path):
+            return ""
+        with open(path) as f:
+            return self.files.changes_since(json.load(f))
 
     def register(self) -> None:
         """Save and load the position with every `accelerator.save_state` / `load_state` (each process its own)."""
@@ -162,6 +189,6 @@ def prepare_stream(
     # Accelerate asks the new loader for its state, which makes torchdata start the workers of its first pass now,
     # before the loop sets the pass (`set_epoch`): they would read pass 0 whatever the pass. Drop that iterator.
     dataloader.load_state_dict({})
-    position = StreamPosition(accelerator, dataloader, num_workers)
+    position = StreamPosition(accelerator, dataloader, num_workers, dataset.files)
     position.register()
     return position

@@ -9,6 +9,7 @@ a user launches them are `@pytest.mark.slow`.
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -214,3 +215,35 @@ def test_a_run_sigkilled_before_its_first_checkpoint_is_resubmitted_with_the_sam
     second = train("train_pdae.py", flags, tmp_path)
     assert second.returncode == 0, second.stderr[-3000:]
     assert json.loads((out / "training_info.json").read_text())["global_step"] == 3
+
+
+# ---------------------------------------------------------------------------------- what a resume checks of its data
+
+
+@HANDLED
+@pytest.mark.parametrize("change", ["added", "removed"])
+def test_a_streamed_resume_after_shards_were_added_or_removed_names_them_and_starts_the_next_pass(
+    train_pdae, tiny_dpm, tmp_path, capsys, change
+):
+    """A streamed run checkpointed at step 2, then a shard {change} in its folder, then resumed: the shard is named
+    in a warning, the interrupted pass (whose positions index the old shards) ends and the next begins over the
+    files there are now; training_info.json says resumed_exactly: false (before: positions read against other
+    shards, silently)."""
+    shards = digit_shards(tmp_path / "shards", count=18)  # three shards of six
+    if change == "added":
+        (tmp_path / "shards" / "shard-00002.tar").rename(tmp_path / "later.tar")
+    out = tmp_path / "run"
+    train_pdae.main(streamed_flags(tiny_dpm, shards, out, 2))
+    if change == "added":
+        (tmp_path / "later.tar").rename(tmp_path / "shards" / "shard-00002.tar")
+    else:
+        (tmp_path / "shards" / "shard-00002.tar").unlink()
+    recorded = json.loads((out / "checkpoint-2" / "stream_files.json").read_text())
+    assert recorded["count"] == (2 if change == "added" else 3)
+    capsys.readouterr()
+    train_pdae.main(streamed_flags(tiny_dpm, shards, out, 4, "--resume_from_checkpoint", "latest"))
+    warned = capsys.readouterr().err
+    assert re.search(rf"data files changed since checkpoint-2 was saved \({change} shard-00002\.tar\)", warned)
+    info = json.loads((out / "training_info.json").read_text())
+    assert info["global_step"] == 4 and info["resumed_exactly"] is False
+    assert list(rank_report(out)["example_fingerprints"]) == ["1"]  # steps 3 and 4 in the next pass
