@@ -293,6 +293,15 @@ def add_output_args(parser: argparse.ArgumentParser, output_dir: str) -> None:
     group.add_argument("--hub_private_repo", action="store_true", help="Create the Hub repo as private.")
     group.add_argument("--local_rank", type=int, default=-1, help="Set by the launcher.")
     group.add_argument(
+        "--nccl_timeout",
+        type=positive_int,
+        default=DEFAULTS["nccl_timeout"],
+        help="Seconds the processes of a distributed run wait for each other (NCCL or gloo): to form the process "
+        "group at start-up (a machine that never started) and at every step and checkpoint after (one that died); "
+        "default torch's 1800. The launcher's own wait for the machines is `accelerate launch --rdzv_conf "
+        "timeout=<seconds>` (docs/training.md, 'Several machines').",
+    )
+    group.add_argument(
         "--report_ranks",
         action="store_true",
         help="Write what each process trained on and its final weight checksum to output_dir/ranks/ (to check that "

@@ -39,7 +39,7 @@ FLAGS_A_RESUME_MAY_CHANGE = frozenset(
         "skip_image_check", "checkpointing_steps", "checkpoints_total_limit", "save_images_epochs",
         "save_model_epochs", "validation_steps", "validation_inference_steps", "num_validation_images",
         "eval_batch_size", "ddpm_num_inference_steps", "num_validation_codes", "push_to_hub", "hub_model_id",
-        "hub_private_repo", "local_rank", "shuffle_buffer_size",
+        "hub_private_repo", "local_rank", "shuffle_buffer_size", "nccl_timeout",
     }
 )  # fmt: skip
 

@@ -101,7 +101,8 @@ def test_the_documented_multi_node_config_loads_with_accelerates_loader(tmp_path
     overrides = yaml.safe_load(path.read_text())
     assert overrides["machine_rank"] == 0  # each node sets its own with --machine_rank
     script = (REPO / "docs" / "configs" / "slurm-multi-node.sh").read_text()
-    for needed in ("--machine_rank $SLURM_NODEID", "--num_machines $SLURM_NNODES", "--config_file", "srun"):
+    for needed in ("--machine_rank $SLURM_NODEID", "--num_machines $SLURM_NNODES", "--config_file", "srun",
+                   "--rdzv_conf timeout=$RDZV_TIMEOUT", "--nccl_timeout $NCCL_TIMEOUT"):  # fmt: skip
         assert needed in script, needed
     # No cluster here: the script is checked for its syntax only.
     assert subprocess.run(["bash", "-n", str(REPO / "docs" / "configs" / "slurm-multi-node.sh")]).returncode == 0
