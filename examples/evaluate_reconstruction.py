@@ -25,7 +25,7 @@ from diffusers_pdae.bundled import checkpoint_path, load_mnist_tensors
 from diffusers_pdae.data import ImageFileDataset, load_image_dataset
 from diffusers_pdae.evaluation import format_reconstruction_table, linear_probe, reconstruction_study
 from diffusers_pdae.figures import check_finite_figures
-from diffusers_pdae.training import make_parser, positive_int
+from diffusers_pdae.training import check_path_flags, make_parser, positive_int
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,6 +79,7 @@ def probe(pipeline: PDAEPipeline, images: torch.Tensor, labels: torch.Tensor, se
 
 def main(argv=None) -> dict:
     args = build_parser().parse_args(argv)
+    check_path_flags(args)
     pipeline = PDAEPipeline.from_pretrained(args.pipeline)
     pipeline.set_progress_bar_config(disable=True)
     images, labels = load_images(args, pipeline)

@@ -230,7 +230,7 @@ def main(argv=None):
     random_flip = args.random_flip and not args.cache_latents
     dataset = images_from(args.train_data_dir, args.dataset_name, random_flip, streaming=args.streaming)
     if args.validation_data_dir is not None:
-        validation_set = images_from(args.validation_data_dir)
+        validation_set = images_from(args.validation_data_dir, folder_flag="--validation_data_dir")
         held_out = HeldOut(
             validation_images(validation_set, args.num_validation_images, keep_rest=False).images, dataset
         )

@@ -100,6 +100,7 @@ def load_image_dataset(
     cache_dir: str | None,
     split: str = "train",
     streaming: bool = False,
+    folder_flag: str = "--train_data_dir",
 ):
     """The `datasets.Dataset` (one split) of a Hub dataset or of a local image folder, checked for existence; a
     `datasets.IterableDataset` with `streaming`."""
@@ -112,15 +113,15 @@ def load_image_dataset(
             dataset_name, dataset_config_name, cache_dir=cache_dir, split=split, streaming=streaming
         )
     if not os.path.isdir(train_data_dir):
-        raise FileNotFoundError(f"--train_data_dir {train_data_dir} is not a folder.")
+        raise FileNotFoundError(f"{folder_flag} {train_data_dir} is not a folder.")
     files = [name for _, _, names in os.walk(train_data_dir) for name in names]
     if not files:
-        raise ValueError(f"--train_data_dir {train_data_dir} holds no files.")
+        raise ValueError(f"{folder_flag} {train_data_dir} holds no files.")
     readable = image_extensions()
     if not any(os.path.splitext(name)[1].lower() in readable for name in files):
         found = sorted({os.path.splitext(name)[1].lower() or "(none)" for name in files})
         raise ValueError(
-            f"--train_data_dir {train_data_dir} holds {len(files)} files but no image (extensions found: "
+            f"{folder_flag} {train_data_dir} holds {len(files)} files but no image (extensions found: "
             f"{', '.join(found[:10])}); put PNG, JPEG or other image files there, in subfolders if you like."
         )
     return datasets.load_dataset(

@@ -34,13 +34,15 @@ def load_training_dataset(
     cache_dir: str | None = None,
     check_images: bool = True,
     streaming: bool = False,
+    folder_flag: str = "--train_data_dir",
 ) -> Dataset:
     """The training images the flags ask for: a Hub dataset, an image folder, or (neither given) bundled MNIST.
 
     With `check_images` every image is decoded once before training and unreadable ones are left out, named (see
     [`skip_unreadable_images`]); without it only the first is tried, and a bad one later stops the run naming its file.
     With `streaming` the images are a [`~diffusers_pdae.data.streaming.StreamedImages`] stream, never materialised
-    (an unreadable image is named and left out when the stream reaches it).
+    (an unreadable image is named and left out when the stream reaches it). `folder_flag` names `train_data_dir` in
+    messages (`--validation_data_dir` when it is that folder).
     """
     if dataset_name is None and train_data_dir is None:
         if channels != 1:
@@ -54,7 +56,7 @@ def load_training_dataset(
         return load_streaming_dataset(
             dataset_name, dataset_config_name, train_data_dir, image_column, conversion, cache_dir
         )
-    dataset = load_image_dataset(dataset_name, dataset_config_name, train_data_dir, cache_dir)
+    dataset = load_image_dataset(dataset_name, dataset_config_name, train_data_dir, cache_dir, folder_flag=folder_flag)
     images = ImageFileDataset(dataset, image_column, channels, resolution, center_crop, random_flip)
     return skip_unreadable_images(images) if check_images else check_first_item(images)
 

@@ -46,6 +46,7 @@ from .objective import (
     pdae_training_loss,
     sample_noise_and_timesteps,
 )
+from .paths import check_path_flags
 from .run import TrainingRun
 
 __all__ = [
@@ -59,6 +60,7 @@ __all__ = [
     "add_vae_scaling_factor_arg",
     "autoencoder_model_card",
     "build_encoder",
+    "check_path_flags",
     "check_encoder_args",
     "clean_samples",
     "dpm_model_card",

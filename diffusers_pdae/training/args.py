@@ -12,6 +12,7 @@ import os
 
 from ..latent_space import scaling_factor_problem
 from .config import DEFAULTS
+from .paths import check_path_flags
 
 # Flags whose value is a secret: never written to any file a run makes, never sent to a tracker.
 SECRET_FLAGS = ("hub_token",)
@@ -310,7 +311,9 @@ def add_output_args(parser: argparse.ArgumentParser, output_dir: str) -> None:
 
 
 def finalize_args(args: argparse.Namespace) -> argparse.Namespace:
-    """Resolve defaults that depend on other flags or the environment."""
+    """Resolve defaults that depend on other flags or the environment, and check the path flags
+    ([`check_path_flags`])."""
+    check_path_flags(args)
     env_local_rank = int(os.environ.get("LOCAL_RANK", -1))
     if env_local_rank != -1 and env_local_rank != args.local_rank:
         args.local_rank = env_local_rank
