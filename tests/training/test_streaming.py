@@ -140,7 +140,7 @@ def test_a_resumed_pass_with_nothing_left_ends_and_the_next_begins(shards, tmp_p
     resumed.load(str(tmp_path / "checkpoint-end"))
     with caplog.at_level("INFO"):
         assert batches_of(resumed, 0) == []
-    assert "Pass 0 of the stream had nothing left after the checkpoint; pass 1 begins" in caplog.text
+    assert "Pass 0 over the stream had nothing left after the checkpoint; pass 1 begins" in caplog.text
     assert sum(map(len, batches_of(resumed, 1))) == sum(map(len, everything)) == NUM_IMAGES - 3
 
 
