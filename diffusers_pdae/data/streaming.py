@@ -151,10 +151,12 @@ class StreamedImages(torch.utils.data.IterableDataset):
         self._current = stream
         if resume is None:
             return stream, 0, False
-        if "consumed" not in resume or self._pass_buffer_size == 1:  # datasets' own position: exact without buffer
+        consumed = resume.get("consumed", 0)
+        # datasets' own position, exact without a buffer (a worker saved before it read anything has none)
+        if "stream" in resume and ("consumed" not in resume or self._pass_buffer_size == 1):
             stream.load_state_dict(resume["stream"])
-            return stream, resume.get("consumed", 0), False
-        return stream, resume["consumed"], True
+            return stream, consumed, False
+        return stream, consumed, True
 
     @property
     def _epoch(self) -> int:

@@ -246,3 +246,15 @@ def test_two_processes_stream_disjoint_shares_resume_the_stream_and_release_a_pi
     for before, after in zip(reports, rank_reports(resumed, 2), strict=True):
         assert after["batch_fingerprints"] == before["batch_fingerprints"][3:]  # each process's stream went on
         assert after["weights_checksum"] == before["weights_checksum"]
+
+
+@pytest.mark.parametrize("buffer", [1, 4])
+def test_a_position_saved_before_anything_was_read_resumes_at_the_start_of_the_pass(shards, buffer):
+    """A DataLoader worker that had not read yet when the checkpoint was taken saves its initial state."""
+    stream = open_stream(shards).train_dataset
+    untouched = stream.for_process(rank=0, world_size=1, seed=0, shuffle_buffer_size=buffer)
+    resumed = stream.for_process(rank=0, world_size=1, seed=0, shuffle_buffer_size=buffer)
+    resumed.load_state_dict(untouched.state_dict())
+    assert fingerprints(item["pixel_values"] for item in resumed) == fingerprints(
+        item["pixel_values"] for item in untouched
+    )
