@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 
@@ -65,7 +66,9 @@ def test_two_machines_train_together_and_only_the_main_one_writes_and_pushes(tin
     hub_dir.mkdir()
     site.mkdir()
     (site / "sitecustomize.py").write_text(FAKE_HUB)
-    env = offline_env({"ACCELERATE_USE_CPU": "true", "PDAE_FAKE_HUB_DIR": str(hub_dir), "PYTHONPATH": str(site)})
+    # The fake Hub's folder first, then this checkout's library (as tests/reliability's train_env puts it first).
+    path = os.pathsep.join(filter(None, [str(site), str(REPO), os.environ.get("PYTHONPATH")]))
+    env = offline_env({"ACCELERATE_USE_CPU": "true", "PDAE_FAKE_HUB_DIR": str(hub_dir), "PYTHONPATH": path})
     out = tmp_path / "run"  # one folder both machines see, as a cluster's shared file system
     args = [*streaming_flags(tiny_dpm, shards, max_train_steps=4, checkpointing_steps=2), "--output_dir", str(out),
             "--push_to_hub"]  # fmt: skip
