@@ -12,12 +12,44 @@ It sits below the pipelines and the training tool, which both import it.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from diffusers import AutoencoderKL, ModelMixin, VQModel
 
 AUTOENCODER_TYPES = (VQModel, AutoencoderKL)
+AUTOENCODER_CLASS_NAMES = tuple(cls.__name__ for cls in AUTOENCODER_TYPES)
 # The component names diffusers' pipelines give an autoencoder: LDMPipeline's `vqvae`, every other pipeline's `vae`.
 AUTOENCODER_COMPONENT_NAMES = ("vae", "vqvae")
+# A scaling factor brings the latents to about unit spread (1 / their std): published autoencoders use 0.13 to 1.53
+# (SDXL 0.13025, SD 0.18215, CompVis' VQ LDMs 1.0, SD3 1.5305). A value outside these bounds is an edit, a typo or a
+# collapsed autoencoder, and makes the UNet see latents it never saw (zeros, or overflow to inf and NaN).
+SCALING_FACTOR_BOUNDS = (1e-3, 1e3)
+
+
+def scaling_factor_problem(value) -> str:
+    """Why `value` cannot be an autoencoder's `scaling_factor` ("" when it can): not a number (null, a string, a
+    boolean), not finite, or outside [`SCALING_FACTOR_BOUNDS`] (zero and negative values included)."""
+    low, high = SCALING_FACTOR_BOUNDS
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f"is {value!r}, not a number"
+    if not math.isfinite(value):
+        return f"is {value}, not a finite number"
+    if not low <= value <= high:
+        return f"is {value:g}, outside [{low:g}, {high:g}] (published autoencoders use 0.13 to 1.53)"
+    return ""
+
+
+def check_scaling_factor(value, where: str, fix: str) -> float:
+    """`value` as a float if it can be an autoencoder's `scaling_factor`, else a `ValueError` saying that `where`'s
+    scaling_factor (e.g. "vae/config.json of my-ldm") is unusable, why, and `fix`."""
+    problem = scaling_factor_problem(value)
+    if problem:
+        raise ValueError(
+            f"The scaling_factor of {where} {problem}: latents are multiplied by it before the UNet sees them and "
+            f"divided by it before decoding. {fix}"
+        )
+    return float(value)
 
 
 def is_autoencoder(model) -> bool:
@@ -31,12 +63,16 @@ def downsampling_factor(vae: ModelMixin) -> int:
 
 
 def check_autoencoder(vae: ModelMixin) -> None:
-    """Raise a `ValueError` unless `vae` is a `VQModel` or an `AutoencoderKL`."""
+    """Raise a `ValueError` unless `vae` is a `VQModel` or an `AutoencoderKL` with a usable `scaling_factor`."""
     if not is_autoencoder(vae):
         raise ValueError(
             f"The autoencoder must be a diffusers VQModel (as in LDMPipeline) or AutoencoderKL (as in DiTPipeline), "
             f"got {type(vae).__name__}."
         )
+    check_scaling_factor(
+        vae.config.get("scaling_factor"), f"the autoencoder (vae, a {type(vae).__name__})",
+        "Set vae.config.scaling_factor to the factor its latent UNet was trained with.",
+    )  # fmt: skip
 
 
 def encode_images(

@@ -24,7 +24,8 @@ from diffusers_pdae import PDAEPipeline
 from diffusers_pdae.bundled import checkpoint_path, load_mnist_tensors
 from diffusers_pdae.data import ImageFileDataset, load_image_dataset
 from diffusers_pdae.evaluation import format_reconstruction_table, linear_probe, reconstruction_study
-from diffusers_pdae.training import make_parser, positive_int
+from diffusers_pdae.figures import check_finite_figures
+from diffusers_pdae.training import check_path_flags, make_parser, positive_int
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,6 +79,7 @@ def probe(pipeline: PDAEPipeline, images: torch.Tensor, labels: torch.Tensor, se
 
 def main(argv=None) -> dict:
     args = build_parser().parse_args(argv)
+    check_path_flags(args)
     pipeline = PDAEPipeline.from_pretrained(args.pipeline)
     pipeline.set_progress_bar_config(disable=True)
     images, labels = load_images(args, pipeline)
@@ -89,6 +91,7 @@ def main(argv=None) -> dict:
     if labels is not None:  # a --label_column, or the bundled digits' labels
         probe_images = np.linspace(0, len(images) - 1, min(args.num_probe_images, len(images))).astype(int)
         results["probe"] = probe(pipeline, images[probe_images], labels[probe_images], args.seed, args.batch_size)
+        check_finite_figures(results["probe"], "The linear probe's figures", "The codes are not finite.")
         print(
             f"linear probe on z ({results['probe']['width']}-d, {results['probe']['num_train']} train / "
             f"{results['probe']['num_test']} test images): {100 * results['probe']['test_accuracy']:.2f}%"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from diffusers_pdae.training import make_parser
+from diffusers_pdae.training import check_path_flags, make_parser
 from diffusers_pdae.training.export import export_checkpoint
 
 
@@ -17,7 +17,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("checkpoint", help="A checkpoint-<step> folder of examples/train_pdae.py or train_dpm.py.")
     parser.add_argument("output_dir", help="Where to save the pipeline.")
     parser.add_argument("--no_ema", action="store_true", help="Export the raw weights, not the EMA.")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    check_path_flags(args, positional=("checkpoint", "output_dir"))
+    return args
 
 
 def main(argv=None) -> None:

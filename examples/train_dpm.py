@@ -56,6 +56,7 @@ from diffusers_pdae.training import (
     add_optimization_args,
     add_output_args,
     add_streaming_args,
+    add_vae_scaling_factor_arg,
     dpm_model_card,
     encode_batch,
     finalize_args,
@@ -133,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
         "folder or Hub id (e.g. from examples/train_autoencoder.py), or an LDM pipeline folder with vqvae/ or vae/. "
         "--resolution stays the pixel size; the output is an LDMPipeline.",
     )
+    add_vae_scaling_factor_arg(parser, "--pretrained_vae_model_name_or_path: the latents are scaled by it")
     parser.add_argument("--ddpm_num_steps", type=positive_int, default=1000, help="Training timesteps T.")
     parser.add_argument(
         "--ddpm_num_inference_steps",
@@ -202,6 +204,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                 raise ValueError(
                     f"--{flag} applies to a text-conditional DPM: add --digit_captions or --caption_column."
                 )
+    if args.vae_scaling_factor is not None and args.pretrained_vae_model_name_or_path is None:
+        raise ValueError(
+            "--vae_scaling_factor scales an autoencoder's latents: pass --pretrained_vae_model_name_or_path too."
+        )
     if args.pretrained_vae_model_name_or_path is not None and args.num_class_embeds is not None:
         raise ValueError(
             "--num_class_embeds cannot be combined with --pretrained_vae_model_name_or_path: diffusers' LDMPipeline "
@@ -360,7 +366,7 @@ def sample_class_conditional(unet: UNet2DModel, noise_scheduler: DDPMScheduler, 
 def main(argv=None):
     args = parse_args(argv)
     vae_path = args.pretrained_vae_model_name_or_path
-    vae = None if vae_path is None else freeze(load_autoencoder(vae_path))
+    vae = None if vae_path is None else freeze(load_autoencoder(vae_path, scaling_factor=args.vae_scaling_factor))
     if args.model_type == "dit" and not isinstance(vae, AutoencoderKL):
         raise ValueError(
             f"--pretrained_vae_model_name_or_path holds a {type(vae).__name__}; DiTPipeline decodes with an "
@@ -383,9 +389,9 @@ def main(argv=None):
         caption_column=args.caption_column,
     )  # fmt: skip
     latent_shape = (model.config.in_channels, model.config.sample_size, model.config.sample_size)
-    for frozen in (vae, text_encoder):
+    for frozen_name, frozen in (("vae", vae), ("text_encoder", text_encoder)):
         if frozen is not None:
-            run.prepare_frozen(frozen)
+            run.prepare_frozen(frozen, frozen_name)
     kind = "ddpm" if vae is None else "dit" if args.model_type == "dit" else "sd" if args.text_conditioned else "ldm"
     name = "transformer" if args.model_type == "dit" else "unet"  # the component, as diffusers names it
     model = run.prepare({name: model}, dataset, kind, noise_scheduler, vae_path)
@@ -419,7 +425,8 @@ def main(argv=None):
         if vae is None:
             return DDPMPipeline(unet=run.final_model("unet"), scheduler=noise_scheduler)
         if not released:  # the source weights in float32, not the training copies in the run's weight dtype
-            released["vae"] = load_autoencoder(vae_path).to(run.accelerator.device)
+            released["vae"] = load_autoencoder(vae_path, scaling_factor=args.vae_scaling_factor)
+            released["vae"].to(run.accelerator.device)
             if args.text_conditioned:
                 released["text_encoder"] = text_encoder_for(vars(args))[0].to(run.accelerator.device)
         scheduler = DDIMScheduler.from_config(noise_scheduler.config, clip_sample=False)

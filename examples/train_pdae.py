@@ -44,6 +44,7 @@ from diffusers_pdae.training import (
     add_optimization_args,
     add_output_args,
     add_streaming_args,
+    add_vae_scaling_factor_arg,
     build_encoder,
     check_encoder_args,
     clean_samples,
@@ -77,13 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="For a latent DPM: encode the training images with the frozen autoencoder once, before training, "
         "instead of at every step (both orientations with --random_flip); needs --center_crop for image files.",
     )
-    parser.add_argument(
-        "--vae_scaling_factor",
-        type=positive_float,
-        default=None,
-        help="For a latent DPM whose autoencoder config has no scaling_factor: the one its UNet was trained with "
-        "(1.0 for CompVis' VQ LDMs such as CompVis/ldm-celebahq-256).",
-    )
+    add_vae_scaling_factor_arg(parser, "a latent DPM's autoencoder: the one its UNet was trained with")
     parser.add_argument(
         "--prompt",
         type=str,
@@ -264,9 +259,10 @@ def main(argv=None):
     vae = load_frozen_autoencoder(args.pretrained_model_name_or_path, args.vae_scaling_factor)
     check_image_geometry(args, denoiser, vae)
     args.frozen_model = type(denoiser.model).__name__  # recorded in training_info.json and the card
-    for model in (denoiser.model, vae, denoiser.condition):
+    frozen = ((denoiser.component_name, denoiser.model), ("vae", vae), ("prompt_embedding", denoiser.condition))
+    for name, model in frozen:
         if model is not None:
-            run.prepare_frozen(model)
+            run.prepare_frozen(model, name)
 
     image_channels = denoiser.sample_shape[0] if vae is None else vae.config.in_channels
     encoder, gradient_estimator = build_trainable_models(args, denoiser, noise_scheduler, image_channels)
@@ -283,7 +279,7 @@ def main(argv=None):
     random_flip = args.random_flip and not args.cache_latents
     dataset = images_from(args.train_data_dir, args.dataset_name, random_flip, streaming=args.streaming)
     if args.validation_data_dir is not None:
-        validation_set = images_from(args.validation_data_dir)
+        validation_set = images_from(args.validation_data_dir, folder_flag="--validation_data_dir")
         held_out = HeldOut(
             validation_images(validation_set, args.num_validation_images, keep_rest=False).images, dataset
         )

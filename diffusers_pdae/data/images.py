@@ -13,10 +13,14 @@ import torch
 from torch.utils.data import Dataset
 
 from ..image_utils import images_to_tensor
+from .shards import DataFiles, check_tar_shards, image_extensions
 
 
 def image_name(value, fallback: str) -> str:
-    """The file an image value (a `datasets.Image(decode=False)` dict or a PIL image) comes from, for messages."""
+    """The file an image value (a `datasets.Image(decode=False)` dict, a PIL image or a path) comes from, for
+    messages."""
+    if isinstance(value, str):
+        return value
     path = value.get("path") if isinstance(value, dict) else getattr(value, "filename", None)
     return path or fallback
 
@@ -36,12 +40,24 @@ class ImageConversion:
     random_flip: bool = False
 
     def decode(self, value, name: str) -> PIL.Image.Image:
-        """The image of `value` (a `{"bytes", "path"}` dict or a PIL image), fully decoded; a `ValueError` naming
-        `name` if it cannot be read."""
+        """The image of `value` (a `{"bytes", "path"}` dict, a PIL image, or, from a column of another type, encoded
+        image bytes or a path to an image file), fully decoded; a `ValueError` naming `name` if it cannot be read."""
+        if not isinstance(value, (dict, bytes, bytearray, str, PIL.Image.Image)):
+            raise ValueError(
+                f"Cannot read training image {name}: the image column holds a {type(value).__name__} ({value!r:.40}), "
+                "not an image, image bytes or a path. Pass the column that holds the images with --image_column."
+            )
+        if isinstance(value, str) and not os.path.isfile(value):
+            raise ValueError(
+                f"Cannot read training image {name}: the image column holds the text {value!r:.80}, which is no image "
+                "file (a path must be absolute, or relative to the working directory)."
+            )
         try:
-            if isinstance(value, dict):
-                source = io.BytesIO(value["bytes"]) if value.get("bytes") else value["path"]
-                value = PIL.Image.open(source)
+            if isinstance(value, (dict, bytes, bytearray)):
+                data = value.get("bytes") if isinstance(value, dict) else value
+                value = PIL.Image.open(io.BytesIO(data) if data else value["path"])
+            elif isinstance(value, str):
+                value = PIL.Image.open(value)
             value.load()
         except (OSError, SyntaxError, ValueError, TypeError) as error:
             raise ValueError(f"Cannot read training image {name}: {error}") from error
@@ -87,25 +103,28 @@ def load_image_dataset(
     cache_dir: str | None,
     split: str = "train",
     streaming: bool = False,
+    folder_flag: str = "--train_data_dir",
 ):
     """The `datasets.Dataset` (one split) of a Hub dataset or of a local image folder, checked for existence; a
     `datasets.IterableDataset` with `streaming`."""
     import datasets
 
     if dataset_name is not None:
+        if os.path.isdir(dataset_name):  # a local folder: something to read, and whole shards
+            check_dataset_folder(DataFiles.of(dataset_name), "--dataset_name")
         return datasets.load_dataset(
             dataset_name, dataset_config_name, cache_dir=cache_dir, split=split, streaming=streaming
         )
     if not os.path.isdir(train_data_dir):
-        raise FileNotFoundError(f"--train_data_dir {train_data_dir} is not a folder.")
+        raise FileNotFoundError(f"{folder_flag} {train_data_dir} is not a folder.")
     files = [name for _, _, names in os.walk(train_data_dir) for name in names]
     if not files:
-        raise ValueError(f"--train_data_dir {train_data_dir} holds no files.")
+        raise ValueError(f"{folder_flag} {train_data_dir} holds no files.")
     readable = image_extensions()
     if not any(os.path.splitext(name)[1].lower() in readable for name in files):
         found = sorted({os.path.splitext(name)[1].lower() or "(none)" for name in files})
         raise ValueError(
-            f"--train_data_dir {train_data_dir} holds {len(files)} files but no image (extensions found: "
+            f"{folder_flag} {train_data_dir} holds {len(files)} files but no image (extensions found: "
             f"{', '.join(found[:10])}); put PNG, JPEG or other image files there, in subfolders if you like."
         )
     return datasets.load_dataset(
@@ -113,11 +132,18 @@ def load_image_dataset(
     )
 
 
-def image_extensions() -> set[str]:
-    """The file extensions `datasets`' imagefolder reads as images."""
-    from datasets.packaged_modules.imagefolder.imagefolder import ImageFolder
-
-    return {extension.lower() for extension in ImageFolder.EXTENSIONS}
+def check_dataset_folder(files: DataFiles, flag: str) -> None:
+    """A local dataset folder holds data files `datasets` reads, and its webdataset shards are whole; a
+    `ValueError` naming `flag` and the folder (or the damaged shard) otherwise."""
+    if not files.sizes:
+        found = sorted({os.path.splitext(name)[1].lower() or "(none)" for _, _, names in os.walk(files.folder)
+                        for name in names})  # fmt: skip
+        what = f"files of other kinds only ({', '.join(found[:10])})" if found else "no files"
+        raise ValueError(
+            f"{flag} {files.folder} holds {what}: put webdataset .tar shards, parquet files or images there (a local "
+            "folder is read by datasets.load_dataset), or pass a Hub dataset id."
+        )
+    check_tar_shards(files, flag)
 
 
 GREY_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F")

@@ -35,6 +35,7 @@ def load_training_dataset(
     check_images: bool = True,
     streaming: bool = False,
     caption_column: str | None = None,
+    folder_flag: str = "--train_data_dir",
 ) -> Dataset:
     """The training images the flags ask for: a Hub dataset, an image folder, or (neither given) bundled MNIST.
 
@@ -42,7 +43,8 @@ def load_training_dataset(
     [`skip_unreadable_images`]); without it only the first is tried, and a bad one later stops the run naming its file.
     With `streaming` the images are a [`~diffusers_pdae.data.streaming.StreamedImages`] stream, never materialised
     (an unreadable image is named and left out when the stream reaches it). With `caption_column` each item also has
-    its `"caption"` (map-style data only).
+    its `"caption"` (map-style data only). `folder_flag` names `train_data_dir` in messages (`--validation_data_dir`
+    when it is that folder).
     """
     if caption_column is not None and (streaming or (dataset_name is None and train_data_dir is None)):
         where = "a stream (--streaming)" if streaming else "the bundled MNIST digits (use --digit_captions)"
@@ -59,7 +61,7 @@ def load_training_dataset(
         return load_streaming_dataset(
             dataset_name, dataset_config_name, train_data_dir, image_column, conversion, cache_dir
         )
-    dataset = load_image_dataset(dataset_name, dataset_config_name, train_data_dir, cache_dir)
+    dataset = load_image_dataset(dataset_name, dataset_config_name, train_data_dir, cache_dir, folder_flag=folder_flag)
     images = ImageFileDataset(
         dataset, image_column, channels, resolution, center_crop, random_flip, caption_column=caption_column
     )

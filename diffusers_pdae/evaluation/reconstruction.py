@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from tqdm.auto import tqdm
 
+from ..figures import check_finite_figures
 from ..latent_space import decode_latents, encode_images
 from ..pipelines import PDAEPipeline
 from .metrics import mse, psnr, ssim
@@ -117,7 +118,16 @@ def reconstruction_study(
 
 
 def format_reconstruction_table(figures: dict) -> str:
-    """A plain-text table of `reconstruction_study`'s figures: one line per T and kind, MSE, PSNR +- s.e.m., SSIM."""
+    """A plain-text table of `reconstruction_study`'s figures: one line per T and kind, MSE, PSNR +- s.e.m., SSIM.
+
+    Raises:
+        `ValueError`: naming the figures that are NaN or infinite (a pipeline that makes non-finite images), so that
+            no script prints a table of `nan` and ends as if it had worked.
+    """
+    check_finite_figures(
+        figures, "The reconstruction figures", "The pipeline makes non-finite images: check its weights, its vae's "
+        "scaling_factor, and the images (NaN pixels).",
+    )  # fmt: skip
     lines = [f"{'T':>4}  {'reconstruction':<34}{'MSE':>10}{'PSNR (dB)':>16}{'SSIM':>8}"]
     for steps, kinds in figures.items():
         for kind, scores in kinds.items():

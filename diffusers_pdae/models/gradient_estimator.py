@@ -79,6 +79,11 @@ class GradientEstimator(ModelMixin, ConfigMixin):
             noise_scheduler=...)`; None (older checkpoints) skips the check.
         unet_weights_digest (`str`, *optional*): sha256 of the weights of the UNet G serves, written when a
             `PDAEPipeline` is saved; loading a folder whose `unet/` has other weights is refused. None skips it.
+        autoencoder_weights_digest (`str`, *optional*): the same for a latent DPM's autoencoder (the pipeline's
+            `vae`), written at every save (None for a pixel DPM); a folder whose `vae/` has other weights, or that
+            lists no `vae`, is refused. None (older folders) skips it.
+        autoencoder_scaling_factor (`float`, *optional*): the autoencoder's `scaling_factor` the latents were scaled
+            by, written with the digest; a `vae` with another one is refused.
 
     Gradient checkpointing (`enable_gradient_checkpointing()`, diffusers' runtime setting, not saved in the config)
     recomputes each resnet, attention and upsampler of the up blocks, and the output head, in the backward pass
@@ -109,6 +114,8 @@ class GradientEstimator(ModelMixin, ConfigMixin):
         resnets_per_up_block: int | None = None,
         up_block_out_channels: tuple[int, ...] | None = None,
         unet_weights_digest: str | None = None,
+        autoencoder_weights_digest: str | None = None,
+        autoencoder_scaling_factor: float | None = None,
     ):
         super().__init__()
         if len(block_out_channels) != len(up_block_types):

@@ -20,10 +20,18 @@ from diffusers import DDIMScheduler, ImagePipelineOutput
 from diffusers.utils.torch_utils import randn_tensor
 
 from ..image_utils import ImageInput, images_to_tensor, postprocess_images
-from ..latent_space import decode_latents, downsampling_factor, encode_images, encoder_reads_pixels
+from ..latent_space import (
+    AUTOENCODER_COMPONENT_NAMES,
+    AUTOENCODER_TYPES,
+    decode_latents,
+    downsampling_factor,
+    encode_images,
+    encoder_reads_pixels,
+)
 from ..models.frozen_denoiser import DENOISER_COMPONENT_NAMES
 from ..pdae_math import ddim_step, ddim_transitions
 from ..sampling import deterministic_scheduler, in_shift_range
+from .autoencoder_checks import check_autoencoder_config, check_autoencoder_identity
 from .folder_checks import (
     LOAD_ATTEMPTS,
     check_loaded_weights,
@@ -142,11 +150,19 @@ class ImageAutoencoderPipelineMixin:
             folder, cls.REQUIRED_COMPONENTS, cls.__name__, optional, cls.COMPONENT_CLASSES, one_of
         )
         model_classes = package_model_classes()
+        autoencoders = {cls.__name__: cls for cls in AUTOENCODER_TYPES}
         for name, entry in index.items():
-            if isinstance(entry, list) and entry[1] in model_classes and name not in overridden:
-                check_weights_fit_config(os.path.join(folder, name), model_classes[entry[1]], variant)
+            if not isinstance(entry, list) or name in overridden:
+                continue
+            if entry[1] in autoencoders:  # diffusers' class: its scaling factor, then its weights against its config
+                check_autoencoder_config(os.path.join(folder, name))
+            if entry[1] in model_classes or entry[1] in autoencoders:
+                model_class = model_classes.get(entry[1]) or autoencoders[entry[1]]
+                check_weights_fit_config(os.path.join(folder, name), model_class, variant)
         if "gradient_estimator" in index and not overridden & {*DENOISER_COMPONENT_NAMES, "gradient_estimator"}:
             check_unet_digest(folder, variant)
+        if "gradient_estimator" in index and not overridden & {*AUTOENCODER_COMPONENT_NAMES, "gradient_estimator"}:
+            check_autoencoder_identity(folder, index, variant)
 
     @classmethod
     def load_config(cls, *args, **kwargs):

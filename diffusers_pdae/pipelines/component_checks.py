@@ -61,6 +61,7 @@ def check_pdae_components(
     gradient_estimator.check_schedule(scheduler)
     sample_channels, sample_size = denoiser.sample_shape[:2]
     image = None
+    check_trained_autoencoder(gradient_estimator, vae)
     if vae is not None:
         check_autoencoder_fits(vae, sample_channels)
         image = (vae.config.in_channels, sample_size * downsampling_factor(vae))
@@ -76,9 +77,15 @@ def check_pdae_components(
     mismatches += config_mismatches(("encoder", encoder), ("gradient_estimator", gradient_estimator), ("latent_dim",))
     if mismatches:
         pixels = "" if image is None else f" (or the autoencoder's pixel images: {image[0]} channels, {image[1]} px)"
+        larger = vae is None and encoder.config["sample_size"] > sample_size
+        latent = (
+            " An encoder of images larger than the UNet's samples reads a latent DPM's pixel images: is the "
+            "autoencoder missing (pass vae; a saved folder lists it in model_index.json as 'vae')?"
+            if larger else ""
+        )  # fmt: skip
         raise ValueError(
             "The encoder does not fit the UNet and gradient estimator (" + "; ".join(mismatches) + "). Build the "
-            f"encoder with the UNet's in_channels and sample_size{pixels} and the estimator's latent_dim."
+            f"encoder with the UNet's in_channels and sample_size{pixels} and the estimator's latent_dim.{latent}"
         )
     check_latent_sampler(latent_sampler, latent_scheduler, encoder.config.latent_dim)
 
@@ -92,6 +99,26 @@ def frozen_model(unet: ModelMixin | None, transformer: ModelMixin | None) -> Mod
             f"transformer (a DiTTransformer2DModel); got {what}."
         )
     return unet if unet is not None else transformer
+
+
+def check_trained_autoencoder(gradient_estimator: ModelMixin, vae: ModelMixin | None) -> None:
+    """A G trained on an autoencoder's latents (a saved one records its scaling factor) needs that autoencoder, with
+    the same scaling factor (its weights digest is checked when a folder is loaded)."""
+    trained = gradient_estimator.config.get("autoencoder_scaling_factor")
+    if trained is None:
+        return
+    if vae is None:
+        raise ValueError(
+            f"The gradient estimator was trained on an autoencoder's latents (scaling_factor {trained:g}), but the "
+            "pipeline has no vae: pass the latent DPM's autoencoder as vae."
+        )
+    factor = vae.config.get("scaling_factor")
+    if isinstance(factor, (int, float)) and not isinstance(factor, bool) and abs(factor - trained) > 1e-6 * trained:
+        raise ValueError(
+            f"The vae's scaling_factor {factor:g} is not the {trained:g} the encoder and gradient estimator were "
+            "trained with (gradient_estimator.config.autoencoder_scaling_factor): use the autoencoder they were "
+            "trained with, unchanged."
+        )
 
 
 def check_autoencoder_fits(vae: ModelMixin, sample_channels: int) -> None:

@@ -157,9 +157,12 @@ def save_with_code(pipeline: DiffusionPipeline, save_directory: str | os.PathLik
     component of one save with another of a different save; other files already in `save_directory` are kept."""
 
     def write(folder: str) -> None:
-        if getattr(pipeline, "gradient_estimator", None) is not None:  # G names the model it was trained for
+        if getattr(pipeline, "gradient_estimator", None) is not None:  # G names the models it was trained for
+            vae = getattr(pipeline, "vae", None)
             pipeline.gradient_estimator.register_to_config(
-                unet_weights_digest=weights_digest(pipeline.denoiser.model.state_dict())
+                unet_weights_digest=weights_digest(pipeline.denoiser.model.state_dict()),
+                autoencoder_weights_digest=None if vae is None else weights_digest(vae.state_dict()),
+                autoencoder_scaling_factor=None if vae is None else float(vae.config.scaling_factor),
             )
         DiffusionPipeline.save_pretrained(pipeline, folder, **save_kwargs)
         write_remote_code(folder, pipeline)
@@ -189,7 +192,8 @@ class SavesCodeMixin:
         trust_remote_code=True)`, the Hub's "Use this model" form, loads it without diffusers-pdae installed. A
         `safe_serialization=False` save is refused: the folder would hold pickles, which `from_pretrained` never
         reads. Saving records the UNet's weights digest in the gradient estimator's config (`unet_weights_digest`),
-        so a folder whose `unet/` is later replaced is refused on loading.
+        and a latent pipeline's autoencoder's (`autoencoder_weights_digest`, `autoencoder_scaling_factor`), so a
+        folder whose `unet/` or `vae/` is later replaced, or whose scaling factor is edited, is refused on loading.
         `push_to_hub=True` then uploads it with diffusers' `push_to_hub` (`repo_id`, `token`, `private`,
         `commit_message` and `create_pr` as keyword arguments; `repo_id` defaults to the folder's name).
         """

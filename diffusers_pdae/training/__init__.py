@@ -20,6 +20,7 @@ from .args import (
     add_optimization_args,
     add_output_args,
     add_streaming_args,
+    add_vae_scaling_factor_arg,
     finalize_args,
     finite_float,
     make_parser,
@@ -46,6 +47,7 @@ from .objective import (
     pdae_training_loss,
     sample_noise_and_timesteps,
 )
+from .paths import check_path_flags
 from .run import TrainingRun
 
 __all__ = [
@@ -56,8 +58,10 @@ __all__ = [
     "add_optimization_args",
     "add_output_args",
     "add_streaming_args",
+    "add_vae_scaling_factor_arg",
     "autoencoder_model_card",
     "build_encoder",
+    "check_path_flags",
     "check_encoder_args",
     "clean_samples",
     "dpm_model_card",

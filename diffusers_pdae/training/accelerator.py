@@ -3,7 +3,11 @@ the frozen models' dtype and compilation, and the shape of the last batch."""
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 from accelerate import Accelerator
@@ -11,9 +15,11 @@ from accelerate.utils import (
     DataLoaderConfiguration,
     DynamoBackend,
     GradientAccumulationPlugin,
+    InitProcessGroupKwargs,
     ProjectConfiguration,
     broadcast_object_list,
 )
+from torch.distributed.constants import default_pg_timeout
 
 from ..import_utils import require
 from .config import TrainingConfig
@@ -23,19 +29,83 @@ def make_accelerator(config: TrainingConfig) -> Accelerator:
     """An `Accelerator` configured from the shared flags, with a seedable sampler so data order can be resumed.
 
     A stream's passes end at different batches on different processes, so with `--streaming` gradients are
-    accumulated over a fixed number of batches, across passes, not up to the end of each pass.
+    accumulated over a fixed number of batches, across passes, not up to the end of each pass. `--nccl_timeout`
+    bounds how long the processes wait for each other (`InitProcessGroupKwargs(timeout=...)`, as diffusers' training
+    scripts pass it); a launched process says what it joins before it waits, and a group that does not form in time
+    is a clear `TimeoutError`.
+
+    Raises:
+        `TimeoutError`: when the other processes of the group did not join within the timeout.
     """
     project_config = ProjectConfiguration(project_dir=config.output_dir, logging_dir=config.logging_path)
     require(config.logger, f"--logger {config.logger}")  # before anything runs, not at the first log
-    return Accelerator(
-        gradient_accumulation_plugin=GradientAccumulationPlugin(
-            num_steps=config.gradient_accumulation_steps, sync_with_dataloader=not config.streaming
-        ),
-        mixed_precision=config.mixed_precision,
-        log_with=config.logger,
-        project_config=project_config,
-        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=config.seed),
-    )
+    group = ProcessGroup.from_environment(config.nccl_timeout)
+    group.announce()
+    handlers = [] if config.nccl_timeout is None else [InitProcessGroupKwargs(timeout=group.timeout)]
+    try:
+        return Accelerator(
+            gradient_accumulation_plugin=GradientAccumulationPlugin(
+                num_steps=config.gradient_accumulation_steps, sync_with_dataloader=not config.streaming
+            ),
+            mixed_precision=config.mixed_precision,
+            log_with=config.logger,
+            project_config=project_config,
+            dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=config.seed),
+            kwargs_handlers=handlers,
+        )
+    except (RuntimeError, ValueError) as error:  # torch's DistStoreError / DistNetworkError are RuntimeErrors
+        if group.size > 1 and "timed out" in str(error).lower():
+            raise group.timeout_error(error) from error
+        raise
+
+
+@dataclass(frozen=True)
+class ProcessGroup:
+    """The distributed process group a launcher (`accelerate launch`, `torchrun`) asks this process to join, from
+    the environment it sets (`WORLD_SIZE`, `RANK`, `LOCAL_WORLD_SIZE`, `MASTER_ADDR`, `MASTER_PORT`)."""
+
+    size: int
+    rank: int
+    local_size: int
+    address: str
+    timeout: timedelta
+
+    @classmethod
+    def from_environment(cls, timeout_seconds: int | None) -> ProcessGroup:
+        environ = os.environ
+        size, rank = int(environ.get("WORLD_SIZE", 1)), int(environ.get("RANK", 0))
+        local_size = int(environ.get("LOCAL_WORLD_SIZE", size))
+        address = f"{environ.get('MASTER_ADDR', '?')}:{environ.get('MASTER_PORT', '?')}"
+        timeout = default_pg_timeout if timeout_seconds is None else timedelta(seconds=timeout_seconds)
+        return cls(size, rank, local_size, address, timeout)
+
+    @property
+    def machines(self) -> int:
+        return max(self.size // max(self.local_size, 1), 1)
+
+    def describe(self) -> str:
+        return (
+            f"{self.size} processes on {self.machines} machine(s), the main one at {self.address} (this is process "
+            f"{self.rank})"
+        )
+
+    def announce(self) -> None:
+        """Say, once per machine, what the processes wait for, before they wait."""
+        if self.size > 1 and self.rank % max(self.local_size, 1) == 0:
+            print(
+                f"Joining a process group of {self.describe()}: waiting up to {self.timeout.total_seconds():.0f} s "
+                "(--nccl_timeout) for every process to join.",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    def timeout_error(self, error: BaseException) -> TimeoutError:
+        return TimeoutError(
+            f"The process group of {self.describe()} did not form within --nccl_timeout "
+            f"{self.timeout.total_seconds():.0f} s ({str(error).splitlines()[0]}). Start the same command on every "
+            "machine (--num_machines counts them, --machine_rank numbers them from 0), make sure each reaches "
+            f"--main_process_ip/--main_process_port ({self.address}), or raise --nccl_timeout."
+        )
 
 
 def check_on_main_process(accelerator: Accelerator, check: Callable[[], str]) -> None:

@@ -10,7 +10,9 @@ import argparse
 import math
 import os
 
+from ..latent_space import scaling_factor_problem
 from .config import DEFAULTS
+from .paths import check_path_flags
 
 # Flags whose value is a secret: never written to any file a run makes, never sent to a tracker.
 SECRET_FLAGS = ("hub_token",)
@@ -65,6 +67,26 @@ def non_negative_float(text: str) -> float:
 def finite_float(text: str) -> float:
     """argparse type: any finite number."""
     return _number(float, text)
+
+
+def scaling_factor(text: str) -> float:
+    """argparse type: a latent scaling factor (a finite number in `latent_space.SCALING_FACTOR_BOUNDS`)."""
+    value = _number(float, text)
+    problem = scaling_factor_problem(value)
+    if problem:
+        raise argparse.ArgumentTypeError(f"the scaling factor {problem}")
+    return value
+
+
+def add_vae_scaling_factor_arg(parser: argparse.ArgumentParser, what: str) -> None:
+    """`--vae_scaling_factor`: the latent scaling to use in place of the autoencoder config's (`what` says whose)."""
+    parser.add_argument(
+        "--vae_scaling_factor",
+        type=scaling_factor,
+        default=None,
+        help=f"The scaling factor of {what}, in place of its config's; needed when the config has none (diffusers "
+        "would assume 0.18215): 1.0 for CompVis' VQ LDMs such as CompVis/ldm-celebahq-256.",
+    )
 
 
 def fraction(text: str) -> float:
@@ -140,8 +162,8 @@ def add_streaming_args(parser: argparse.ArgumentParser) -> None:
         type=positive_int,
         default=DEFAULTS["shuffle_buffer_size"],
         help="With --streaming: the shard order is shuffled each pass, and the items through a buffer of this many "
-        "(1: shard order only, which makes a resumed run continue exactly; a larger buffer loses its content on "
-        "resume).",
+        "(1: shard order only). A resume is exact either way; with a buffer it reads the interrupted pass again up "
+        "to its position (without decoding), with 1 only the current shard.",
     )
 
 
@@ -272,6 +294,15 @@ def add_output_args(parser: argparse.ArgumentParser, output_dir: str) -> None:
     group.add_argument("--hub_private_repo", action="store_true", help="Create the Hub repo as private.")
     group.add_argument("--local_rank", type=int, default=-1, help="Set by the launcher.")
     group.add_argument(
+        "--nccl_timeout",
+        type=positive_int,
+        default=DEFAULTS["nccl_timeout"],
+        help="Seconds the processes of a distributed run wait for each other (NCCL or gloo): to form the process "
+        "group at start-up (a machine that never started) and at every step and checkpoint after (one that died); "
+        "default torch's 1800. The launcher's own wait for the machines is `accelerate launch --rdzv_conf "
+        "timeout=<seconds>` (docs/training.md, 'Several machines').",
+    )
+    group.add_argument(
         "--report_ranks",
         action="store_true",
         help="Write what each process trained on and its final weight checksum to output_dir/ranks/ (to check that "
@@ -280,7 +311,9 @@ def add_output_args(parser: argparse.ArgumentParser, output_dir: str) -> None:
 
 
 def finalize_args(args: argparse.Namespace) -> argparse.Namespace:
-    """Resolve defaults that depend on other flags or the environment."""
+    """Resolve defaults that depend on other flags or the environment, and check the path flags
+    ([`check_path_flags`])."""
+    check_path_flags(args)
     env_local_rank = int(os.environ.get("LOCAL_RANK", -1))
     if env_local_rank != -1 and env_local_rank != args.local_rank:
         args.local_rank = env_local_rank

@@ -8,11 +8,20 @@ Pixels become latents and back only through [`~diffusers_pdae.latent_space`], as
 
 from __future__ import annotations
 
+import json
+import os
+
 import torch
 from diffusers import AutoencoderKL, VQModel
 from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
 
-from ..latent_space import AUTOENCODER_COMPONENT_NAMES, downsampling_factor, encode_images
+from ..latent_space import (
+    AUTOENCODER_COMPONENT_NAMES,
+    check_scaling_factor,
+    downsampling_factor,
+    encode_images,
+)
+from ..pipelines import check_weights_fit_config
 
 AUTOENCODER_CLASSES = {"VQModel": VQModel, "AutoencoderKL": AutoencoderKL}
 # The component name diffusers' pipelines give each autoencoder: LDMPipeline's `vqvae`, DiTPipeline's `vae`.
@@ -20,22 +29,30 @@ COMPONENT_NAME = {VQModel: "vqvae", AutoencoderKL: "vae"}
 RECONSTRUCTION_LOSSES = ("l1", "mse")
 
 
-def load_autoencoder(name_or_path: str, flag: str = "--pretrained_vae_model_name_or_path") -> VQModel | AutoencoderKL:
-    """A `VQModel` or `AutoencoderKL` from its own folder (or Hub id), or from an LDM pipeline folder's `vqvae/` or
-    `vae/` subfolder, whichever holds one.
+def autoencoder_folder(name_or_path: str, flag: str) -> tuple[str | None, dict]:
+    """Where the autoencoder of `name_or_path` is (`None`: the folder or Hub id itself, else an LDM folder's `vqvae`
+    or `vae` subfolder) and its stored config.
 
     Raises:
+        `FileNotFoundError`: naming the subfolder, when an LDM folder's `model_index.json` lists an autoencoder whose
+            subfolder is missing or incomplete.
         `ValueError`: naming `flag`, when none of those holds a `VQModel` or `AutoencoderKL`.
     """
+    listed = _listed_autoencoder(name_or_path)
+    if listed is not None and not os.path.isfile(os.path.join(name_or_path, listed, "config.json")):
+        raise FileNotFoundError(
+            f"{flag} {name_or_path}: its model_index.json lists the autoencoder {listed!r}, but "
+            f"{os.path.join(name_or_path, listed)} has no config.json (the folder is incomplete). Restore {listed}/ "
+            "from the original save."
+        )
     found = []
     for subfolder in (None, *AUTOENCODER_COMPONENT_NAMES):
         try:
             config = VQModel.load_config(name_or_path, subfolder=subfolder)
         except (OSError, ValueError):
             continue
-        model_class = AUTOENCODER_CLASSES.get(config.get("_class_name"))
-        if model_class is not None:
-            return model_class.from_pretrained(name_or_path, subfolder=subfolder)
+        if config.get("_class_name") in AUTOENCODER_CLASSES:
+            return subfolder, config
         found.append(f"{subfolder or 'its root'} holds a {config.get('_class_name')}")
     what = f" ({'; '.join(found)})" if found else ""
     raise ValueError(
@@ -43,6 +60,78 @@ def load_autoencoder(name_or_path: str, flag: str = "--pretrained_vae_model_name
         "Hub id (config.json + weights, as examples/train_autoencoder.py saves one), or an LDM pipeline folder whose "
         "vqvae/ or vae/ holds one. A Hub id needs the network (or a cached copy)."
     )
+
+
+def _listed_autoencoder(name_or_path: str) -> str | None:
+    """The autoencoder component a local pipeline folder's `model_index.json` lists, if any."""
+    index_path = os.path.join(name_or_path, "model_index.json")
+    if not os.path.isfile(index_path):
+        return None
+    try:
+        with open(index_path) as f:
+            index = json.load(f)
+    except (ValueError, UnicodeDecodeError):
+        return None  # a damaged index: the loaders name it
+    return next(
+        (name for name in AUTOENCODER_COMPONENT_NAMES
+         if isinstance(index.get(name), list) and index[name][-1] in AUTOENCODER_CLASSES),
+        None,
+    )  # fmt: skip
+
+
+def checked_scaling_factor(config: dict, where: str, given: float | None, scaling_flag: str) -> float:
+    """The scaling factor of an autoencoder's stored `config` (`where` names it), or `given` (the `scaling_flag`
+    flag) in its place.
+
+    Raises:
+        `ValueError`: naming `where` and `scaling_flag`, when the config has none and none is given (diffusers would
+            assume 0.18215, which the UNet may never have seen), or when it is not a usable number.
+    """
+    if given is not None:
+        return check_scaling_factor(given, scaling_flag, f"Pass {scaling_flag} with a usable factor.")
+    if "scaling_factor" not in config:
+        raise ValueError(
+            f"{where} has no scaling_factor, so diffusers would scale the latents by its default 0.18215, which the "
+            "UNet may never have seen (CompVis' VQ LDMs, e.g. CompVis/ldm-celebahq-256, were trained with 1.0; "
+            f"diffusers issue 6725). Pass {scaling_flag} with the factor the UNet was trained with (1.0 for CompVis' "
+            "VQ LDMs; for a new LDM, 1 / std of the autoencoder's latents, as examples/train_autoencoder.py sets it)."
+        )
+    return check_scaling_factor(
+        config["scaling_factor"], where, f"Correct it there, or pass {scaling_flag} with the factor to use."
+    )
+
+
+def load_autoencoder(
+    name_or_path: str,
+    flag: str = "--pretrained_vae_model_name_or_path",
+    scaling_factor: float | None = None,
+    scaling_flag: str = "--vae_scaling_factor",
+) -> VQModel | AutoencoderKL:
+    """A `VQModel` or `AutoencoderKL` from its own folder (or Hub id), or from an LDM pipeline folder's `vqvae/` or
+    `vae/` subfolder, whichever holds one, with a checked scaling factor: its config's, or `scaling_factor` (the
+    `scaling_flag` flag) in its place.
+
+    Raises:
+        `ValueError` / `FileNotFoundError`: naming `flag` or the subfolder, when none holds an autoencoder, a listed
+            one is missing, its config does not fit its weights, or its scaling factor is missing or unusable.
+    """
+    subfolder, config = autoencoder_folder(name_or_path, flag)
+    where = f"{subfolder + '/' if subfolder else ''}config.json of {flag} {name_or_path}"
+    factor = checked_scaling_factor(config, where, scaling_factor, scaling_flag)
+    model_class = AUTOENCODER_CLASSES[config["_class_name"]]
+    folder = os.path.join(name_or_path, subfolder or "")
+    if os.path.isdir(folder):  # a config edited away from its weights is named before diffusers reads them
+        check_weights_fit_config(folder, model_class)
+    try:
+        vae = model_class.from_pretrained(name_or_path, subfolder=subfolder)
+    except (OSError, ValueError, RuntimeError) as error:
+        raise ValueError(
+            f"Cannot load the autoencoder of {flag} {name_or_path} ({subfolder or 'its root'}): "
+            f"{str(error).splitlines()[0]} Restore the folder from the original save."
+        ) from error
+    if scaling_factor is not None:
+        vae.register_to_config(scaling_factor=factor)
+    return vae
 
 
 class AutoencoderObjective:
@@ -120,7 +209,12 @@ def latent_scaling_factor(
         [encode_images(vae, chunk, sample=True, generator=generator).float() for chunk in images.split(batch_size)]
     )
     std = (latents / vae.config.scaling_factor).std().item()
-    return 1.0 / std, std
+    factor = check_scaling_factor(
+        1.0 / std if std > 0 else float("inf"), f"the trained autoencoder (1 / the std {std:g} of its latents)",
+        "The autoencoder has collapsed (or diverged): train it longer, with another --learning_rate, or from a "
+        "checkpoint before it did.",
+    )  # fmt: skip
+    return factor, std
 
 
 def latent_unet_geometry(

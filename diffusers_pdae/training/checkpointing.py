@@ -39,7 +39,7 @@ FLAGS_A_RESUME_MAY_CHANGE = frozenset(
         "skip_image_check", "checkpointing_steps", "checkpoints_total_limit", "save_images_epochs",
         "save_model_epochs", "validation_steps", "validation_inference_steps", "num_validation_images",
         "eval_batch_size", "ddpm_num_inference_steps", "num_validation_codes", "push_to_hub", "hub_model_id",
-        "hub_private_repo", "local_rank",
+        "hub_private_repo", "local_rank", "shuffle_buffer_size", "nccl_timeout",
     }
 )  # fmt: skip
 
@@ -135,14 +135,43 @@ def list_checkpoints(output_dir: str) -> list[str]:
     return sorted(names, key=lambda name: int(CHECKPOINT_PATTERN.match(name).group(1)))
 
 
+class OutputWriteError(OSError):
+    """A checkpoint or the pipeline could not be written (a full disk, a quota, a vanished file system); what was
+    there before is kept."""
+
+
+def is_write_failure(error: BaseException) -> bool:
+    """Whether `error` is a file that could not be written: an `OSError` (no space, quota, I/O), safetensors'
+    `SafetensorError`, or `torch.save`'s `RuntimeError` ("file write failed")."""
+    if isinstance(error, (OSError, SafetensorError)):
+        return True
+    return isinstance(error, RuntimeError) and "write" in str(error).lower()
+
+
 def save_checkpoint(accelerator: Accelerator, output_dir: str, global_step: int, total_limit: int | None) -> str:
-    """Save the full training state to `output_dir/checkpoint-{global_step}` atomically and prune old ones."""
+    """Save the full training state to `output_dir/checkpoint-{global_step}` atomically and prune old ones.
+
+    Raises:
+        [`OutputWriteError`]: on every process, when some process could not write its part (the half-written
+            folder is removed, earlier checkpoints are kept), naming the cause and how to go on.
+    """
     final_dir = os.path.join(output_dir, f"checkpoint-{global_step}")
     temporary_dir = final_dir + ".tmp"
     if accelerator.is_main_process:
         shutil.rmtree(temporary_dir, ignore_errors=True)
     accelerator.wait_for_everyone()
-    accelerator.save_state(temporary_dir)
+    failure = ""
+    try:
+        accelerator.save_state(temporary_dir)
+    except (OSError, SafetensorError, RuntimeError) as error:  # every process must hear of it, or the others wait
+        if not is_write_failure(error):
+            raise
+        failure = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else error!r}"
+    failed = torch.tensor([float(bool(failure))], device=accelerator.device)
+    if accelerator.num_processes > 1:
+        failed = accelerator.reduce(failed, reduction="max")
+    if failed.item():
+        raise_checkpoint_write_error(accelerator, output_dir, temporary_dir, failure)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         shutil.rmtree(final_dir, ignore_errors=True)
@@ -153,6 +182,21 @@ def save_checkpoint(accelerator: Accelerator, output_dir: str, global_step: int,
         logger.info(f"Saved state to {final_dir}")
     accelerator.wait_for_everyone()
     return final_dir
+
+
+def raise_checkpoint_write_error(accelerator: Accelerator, output_dir: str, temporary_dir: str, failure: str) -> None:
+    """Remove a checkpoint that could not be written completely and raise [`OutputWriteError`] saying why, what is
+    kept and how to go on."""
+    if accelerator.is_main_process:
+        shutil.rmtree(temporary_dir, ignore_errors=True)
+    kept = list_checkpoints(output_dir)
+    last = f"the last complete one, {kept[-1]}, is kept" if kept else "no earlier checkpoint exists"
+    cause = failure or "another process failed to write its part"
+    raise OutputWriteError(
+        f"Could not write {os.path.basename(temporary_dir)[:-4]} to --output_dir {output_dir} ({cause}); the "
+        f"half-written folder was removed and {last}. Free space on that disk (or raise the quota), then rerun with "
+        "--resume_from_checkpoint latest."
+    )
 
 
 def resolve_resume_path(resume_from_checkpoint: str | None, output_dir: str) -> str | None:

@@ -46,6 +46,8 @@ class TrainingConfig:
     checkpointing_steps: int = 500
     checkpoints_total_limit: int | None = None
     resume_from_checkpoint: str | None = None
+    # several processes or machines
+    nccl_timeout: int | None = None
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> TrainingConfig:

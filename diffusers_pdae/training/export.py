@@ -77,7 +77,10 @@ def export_checkpoint(checkpoint: str, output_dir: str, use_ema: bool = True) ->
     if description["kind"] == "ldm":
         unet = AutoModel.from_pretrained(checkpoint, subfolder=_weights(checkpoint, "unet", use_ema))
         scheduler = DDIMScheduler.from_pretrained(scheduler_folder, clip_sample=False)
-        vqvae = load_autoencoder(description["pretrained_model_name_or_path"])
+        vqvae = load_autoencoder(
+            description["pretrained_model_name_or_path"], f"the frozen autoencoder of {description_path}",
+            scaling_factor=read_run_flags(checkpoint).get("vae_scaling_factor"),
+        )  # fmt: skip
         pipeline = LDMPipeline(vqvae=vqvae, unet=unet, scheduler=scheduler)
         pipeline.save_pretrained(output_dir)
         return pipeline

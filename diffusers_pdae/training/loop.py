@@ -99,6 +99,8 @@ class TrainingLoop:
                 "its data order and random draws differ from an uninterrupted run's (recorded as resumed_exactly: "
                 "false in training_info.json). Resume from an intact checkpoint to reproduce it exactly."
             )
+        if self.stream is not None and not self.stream.exact:  # the stream's files changed (StreamPosition said so)
+            self.resumed_exactly = False
         if self.global_step >= self.schedule.max_train_steps:
             self.accelerator.print(
                 f"{path} is at --max_train_steps {self.schedule.max_train_steps}: nothing is left to train; the run "

@@ -16,7 +16,7 @@ from ..models.gradient_estimator import GradientEstimator
 from ..models.pdae_prediction import pdae_noise_prediction
 from ..pdae_math import weighted_noise_loss
 from ..sampling import check_scheduler
-from .autoencoders import encode_batch, load_autoencoder
+from .autoencoders import autoencoder_folder, encode_batch, load_autoencoder
 from .text_conditioning import load_prompt_embedding
 
 
@@ -110,11 +110,13 @@ def load_frozen_autoencoder(
 
     Args:
         scaling_factor (`float`, *optional*): the latent scaling the UNet was trained with, where the autoencoder's
-            config lacks it.
+            config lacks it (`--vae_scaling_factor`).
 
     Raises:
-        `ValueError`: for an autoencoder whose config has no `scaling_factor` (diffusers then assumes 0.18215, which
-            CompVis' VQ LDMs were not trained with) and no `scaling_factor` given: naming the flag to pass.
+        `ValueError` / `FileNotFoundError`: for an autoencoder whose config has no `scaling_factor` (diffusers then
+            assumes 0.18215, which CompVis' VQ LDMs were not trained with) and no `scaling_factor` given, or an
+            unusable one (null, a string, zero, negative, NaN, huge), naming the flag to pass; for a listed `vqvae/`
+            or `vae/` that is missing, or whose config does not fit its weights, naming it.
     """
     try:
         index = DiffusionPipeline.load_config(pretrained_model_name_or_path)
@@ -123,18 +125,9 @@ def load_frozen_autoencoder(
     name = next((name for name in AUTOENCODER_COMPONENT_NAMES if index.get(name, [None, None])[1] is not None), None)
     if name is None:
         return None
-    stored = AutoencoderKL.load_config(pretrained_model_name_or_path, subfolder=name)
-    if scaling_factor is None and "scaling_factor" not in stored:
-        raise ValueError(
-            f"{name}/config.json of {pretrained_model_name_or_path} has no scaling_factor, so diffusers would scale "
-            "the latents by its default 0.18215, which the UNet may never have seen (CompVis' VQ LDMs, e.g. "
-            "CompVis/ldm-celebahq-256, were trained with 1.0; diffusers issue 6725). Pass --vae_scaling_factor with "
-            "the factor the UNet was trained with (1.0 for CompVis' VQ LDMs)."
-        )
-    vae = as_stored(load_autoencoder(pretrained_model_name_or_path, "--pretrained_model_name_or_path"), stored)
-    if scaling_factor is not None:
-        vae.register_to_config(scaling_factor=scaling_factor)
-    return freeze(vae)
+    flag = "--pretrained_model_name_or_path"
+    _, stored = autoencoder_folder(pretrained_model_name_or_path, flag)
+    return freeze(as_stored(load_autoencoder(pretrained_model_name_or_path, flag, scaling_factor), stored))
 
 
 def as_stored(model: ModelMixin, stored: dict) -> ModelMixin:

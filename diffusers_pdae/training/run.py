@@ -16,8 +16,10 @@ import PIL.Image
 import torch
 from accelerate import Accelerator
 from diffusers import DiffusionPipeline, SchedulerMixin
+from safetensors import SafetensorError
 
 from ..data.sources import is_stream
+from ..figures import check_finite_figures
 from ..file_utils import write_folder_atomically
 from .accelerator import (
     check_on_main_process,
@@ -29,7 +31,9 @@ from .accelerator import (
 )
 from .args import public_flags
 from .checkpointing import (
+    OutputWriteError,
     check_resume,
+    is_write_failure,
     register_checkpoint_hooks,
     resolve_resume_path,
     unwrap_model,
@@ -38,6 +42,7 @@ from .checkpointing import (
 )
 from .config import TrainingConfig
 from .diagnostics import RankReport
+from .frozen_models import check_frozen_model, frozen_identity, write_frozen_models
 from .hub import HubError, create_hub_repo, release_folder
 from .loop import TrainingLoop
 from .optimization import averaged_model, make_ema, make_optimization
@@ -121,7 +126,7 @@ class TrainingRun:
 
     ```py
     run = TrainingRun(args, "train_pdae")
-    unet = run.prepare_frozen(unet)  # a frozen model: device, weight dtype, compilation
+    unet = run.prepare_frozen(unet, "unet")  # a frozen model: device, weight dtype, compilation
     encoder, gradient_estimator = run.prepare(
         {"encoder": encoder, "gradient_estimator": gradient_estimator}, dataset, "pdae", noise_scheduler, dpm_name
     )
@@ -147,6 +152,8 @@ class TrainingRun:
         stream: with a streamed dataset, this process's [`StreamPosition`] (its DataLoader and its place in it).
         schedule: the run's length ([`TrainingSchedule`]).
         loop: the [`TrainingLoop`], once [`train`] has run it.
+        resume_path: the checkpoint `--resume_from_checkpoint` names (None when starting anew).
+        frozen_models: what identifies each frozen model ([`prepare_frozen`]), recorded in every checkpoint.
     """
 
     def __init__(self, args: argparse.Namespace, project_name: str):
@@ -159,9 +166,10 @@ class TrainingRun:
         # The flags as given, before a script derives any (--resolution from the UNet, say): what each checkpoint
         # records and what a resume is compared with, so that a resume with the same command line matches.
         self.given_flags = copy.deepcopy(public_flags(args))
-        resume_path = resolve_resume_path(args.resume_from_checkpoint, args.output_dir)
-        if resume_path is not None:
-            check_resume(resume_path, self.given_flags, args.max_train_steps)
+        self.resume_path = resolve_resume_path(args.resume_from_checkpoint, args.output_dir)
+        if self.resume_path is not None:
+            check_resume(self.resume_path, self.given_flags, args.max_train_steps)
+        self.frozen_models: dict[str, dict] = {}
         self.repo_id = start_hub_repo(self.accelerator, args)
         self.noise_generator = seed_run(self.accelerator, self.config.seed)
         self.models: dict[str, torch.nn.Module] = {}
@@ -170,9 +178,14 @@ class TrainingRun:
         self.stream: StreamPosition | None = None
         self.loop: TrainingLoop | None = None
 
-    def prepare_frozen(self, model: torch.nn.Module) -> torch.nn.Module:
-        """A model the run uses without training it (PDAE's UNet), moved to the device in the weight dtype of the
-        mixed precision and compiled as `accelerator.prepare` compiles the trained ones; in place."""
+    def prepare_frozen(self, model: torch.nn.Module, name: str) -> torch.nn.Module:
+        """A model the run uses without training it (PDAE's UNet, a latent DPM's autoencoder), named `name` in each
+        checkpoint's record ([`~diffusers_pdae.training.frozen_models`]; a resumed run's must match, or it stops
+        before training, naming what changed), moved to the device in the weight dtype of the mixed precision and
+        compiled as `accelerator.prepare` compiles the trained ones; in place."""
+        self.frozen_models[name] = frozen_identity(model)
+        if self.resume_path is not None:
+            check_frozen_model(self.resume_path, name, self.frozen_models[name])
         model.to(self.accelerator.device)
         dtype = weight_dtype(self.accelerator)
         if any(param.dtype != dtype for param in model.parameters()):  # diffusers warns at every cast, even a no-op
@@ -230,6 +243,7 @@ class TrainingRun:
         def describe_checkpoint(folder: str) -> None:
             write_checkpoint_description(folder, pipeline_kind, scheduler, pretrained_model_name_or_path)
             write_run_flags(folder, self.given_flags)
+            write_frozen_models(folder, self.frozen_models)
 
         register_checkpoint_hooks(accelerator, self.models, self.emas, self.noise_generator, describe_checkpoint)
         for ema_model in self.emas.values():
@@ -301,8 +315,36 @@ class TrainingRun:
         self.accelerator.wait_for_everyone()
         if self.accelerator.is_main_process:
             pipeline = build_pipeline()
-            write_folder_atomically(self.args.output_dir, pipeline.save_pretrained)
+            try:
+                write_folder_atomically(self.args.output_dir, pipeline.save_pretrained)
+            except (OSError, RuntimeError, SafetensorError) as error:
+                if not is_write_failure(error):
+                    raise
+                raise OutputWriteError(
+                    f"Could not save the pipeline to --output_dir {self.args.output_dir} ({type(error).__name__}: "
+                    f"{error}); the folder keeps what it held, checkpoints included. Free space on that disk, then "
+                    "rerun with --resume_from_checkpoint latest."
+                ) from error
             logger.info(f"Saved {type(pipeline).__name__} to {self.args.output_dir}")
+
+    def check_figures(self, metrics: dict | None) -> None:
+        """Refuse, on every process alike, to release a run whose figures (the main process's `metrics`: the last
+        validation's, the final loss) are NaN or infinite: a pipeline that makes such images is not released as if it
+        worked, and the script ends with an error naming them (its checkpoints stay)."""
+        checked = metrics if self.accelerator.is_main_process else None
+
+        def check() -> str:
+            try:
+                check_finite_figures(
+                    checked, "The run's final figures", "The trained pipeline makes non-finite outputs, so it is not "
+                    f"released; the checkpoints in {self.args.output_dir} stay. Check the frozen models (a latent "
+                    "DPM's scaling_factor), the data and --learning_rate.",
+                )  # fmt: skip
+            except ValueError as error:
+                return str(error)
+            return ""
+
+        check_on_main_process(self.accelerator, check)
 
     def release(
         self,
@@ -324,6 +366,8 @@ class TrainingRun:
         try:
             if self.accelerator.is_main_process:
                 metrics = {"train_loss": self.loop.last_logs.get("loss"), **(metrics or {})}
+            self.check_figures(metrics)
+            if self.accelerator.is_main_process:
                 summary = self.loop.summary()
                 release_folder(args, card_builder, metrics, summary, grid_source, card_image, self.repo_id)
         finally:
@@ -337,7 +381,9 @@ class TrainingRun:
         card_builder: Callable,
         validation: PeriodicValidation | None = None,
     ) -> None:
-        """[`save_pipeline`], then [`release`] with the last validation's metrics and grid."""
+        """[`save_pipeline`], then [`release`] with the last validation's metrics and grid; non-finite validation
+        metrics stop the run before either ([`check_figures`])."""
+        self.check_figures(None if validation is None else validation.metrics)
         self.save_pipeline(build_pipeline)
         if validation is None:
             self.release(card_builder)

@@ -22,12 +22,18 @@ DATA=/shared/data/ffhq-256-wds
 export MAIN_NODE=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)
 export MAIN_PORT=29500
 export NUM_PROCESSES=$((SLURM_NNODES * GPUS_PER_NODE))
+# How long the nodes wait for each other (a node that never starts, or dies): the launcher on the main node waits for
+# every node's launcher (--rdzv_conf timeout, torch's default 600 s), then the training processes for each other at
+# start-up and at every step (--nccl_timeout, torch's default 1800 s). Each ends the job with an error naming what it
+# waited for; without them a job whose node failed to start idles until the defaults run out.
+export RDZV_TIMEOUT=300
+export NCCL_TIMEOUT=900
 
 # Single quotes: $SLURM_NODEID is each node's own, read on that node.
 srun --kill-on-bad-exit=1 bash -c 'accelerate launch --config_file '"$CONFIG"' \
   --num_machines $SLURM_NNODES --machine_rank $SLURM_NODEID --num_processes $NUM_PROCESSES \
-  --main_process_ip $MAIN_NODE --main_process_port $MAIN_PORT \
-  examples/train_pdae.py \
+  --main_process_ip $MAIN_NODE --main_process_port $MAIN_PORT --rdzv_conf timeout=$RDZV_TIMEOUT \
+  examples/train_pdae.py --nccl_timeout $NCCL_TIMEOUT \
     --pretrained_model_name_or_path google/ddpm-celebahq-256 \
     --dataset_name '"$DATA"' --streaming --shuffle_buffer_size 1000 --dataloader_num_workers 4 \
     --train_batch_size 8 --max_train_steps 200000 --learning_rate 1e-4 --use_ema \

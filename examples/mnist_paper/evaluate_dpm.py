@@ -21,6 +21,7 @@ from diffusers import DiffusionPipeline
 from digit_classifier import load_digit_classifier
 
 from diffusers_pdae.bundled import checkpoint_path, load_mnist_tensors, mnist_to_tensor
+from diffusers_pdae.figures import check_finite_figures
 from diffusers_pdae.image_utils import make_grid
 
 
@@ -79,6 +80,7 @@ def main(argv=None):
         "samples_confident_fraction": confident_fraction(classifier, mnist_to_tensor(samples), args.threshold),
         "real_test_confident_fraction": confident_fraction(classifier, test_images, args.threshold),
     }
+    check_finite_figures(figures, "The DPM's figures", "Its samples are not finite: check the pipeline's weights.")
     print(json.dumps(figures, indent=2))
     if args.json:
         with open(args.json, "w") as f:

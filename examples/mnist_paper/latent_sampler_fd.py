@@ -13,6 +13,7 @@ from representation_baselines import pdae_codes
 from diffusers_pdae import PDAEPipeline
 from diffusers_pdae.bundled import checkpoint_path, load_mnist_tensors
 from diffusers_pdae.evaluation import features_frechet_distance, stratified_indices
+from diffusers_pdae.figures import check_finite_figures
 
 
 def main(argv=None) -> dict:
@@ -35,6 +36,7 @@ def main(argv=None) -> dict:
         generator = torch.Generator().manual_seed(args.seed)
         sampled = pipeline.sample_codes(args.num_codes, args.num_inference_steps, generator, eta=eta)
         distances[f"sampled codes, eta {eta:g}"] = features_frechet_distance(sampled.float().cpu(), test_codes)
+    check_finite_figures(distances, "The Frechet distances", "The codes are not finite: check the pipeline's weights.")
     for name, distance in distances.items():
         print(f"{name:22s} {distance:.3f}")
     return distances

@@ -348,3 +348,22 @@ def test_saving_pickled_weights_is_refused_at_save_time(tmp_path, variant):
     call = lambda: tiny_pipeline().save_pretrained(folder, safe_serialization=False, variant=variant)  # noqa: E731
     assert_clear_error(call, [r"safe_serialization=False"])
     assert not folder.exists()
+
+
+@CLEAR
+@pytest.mark.parametrize("fault", ["width", "no-scheduler"])
+def test_a_latent_sampler_that_does_not_fit_the_codes_is_named(fault):
+    """A PDAEPipeline given a latent_sampler {fault} (codes of another width; no latent_scheduler): refused at
+    construction naming latent_sampler, before any sampling."""
+    from diffusers import DDIMScheduler
+
+    from diffusers_pdae.models.latent_sampler import LatentSampler
+
+    components = tiny_pipeline().components
+    width = LATENT_DIM + (3 if fault == "width" else 0)
+    sampler = LatentSampler(latent_dim=width, hidden_dim=16, num_layers=1, time_embed_dim=8)
+    scheduler = None if fault == "no-scheduler" else DDIMScheduler(num_train_timesteps=1000, clip_sample=False)
+    assert_clear_error(
+        lambda: PDAEPipeline(**{**components, "latent_sampler": sampler, "latent_scheduler": scheduler}),
+        [r"latent.sampler"],
+    )

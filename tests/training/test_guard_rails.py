@@ -11,7 +11,7 @@ import pytest
 import torch
 from accelerate import Accelerator
 
-from diffusers_pdae.file_utils import write_folder_atomically
+from diffusers_pdae.file_utils import recover_interrupted_saves, write_folder_atomically
 from diffusers_pdae.training.args import public_flags
 from diffusers_pdae.training.checkpointing import (
     check_resumable,
@@ -121,6 +121,7 @@ def run_args(output_dir: Path, **overrides) -> argparse.Namespace:
         output_dir=str(output_dir),
         overwrite_output_dir=overrides.get("overwrite", False),
         resume_from_checkpoint=overrides.get("resume"),
+        logging_dir="logs",
     )
 
 
@@ -137,8 +138,16 @@ def test_an_output_folder_of_another_run_is_refused_unless_resuming_or_overwriti
     finished = tmp_path / "finished"  # a finished run without checkpoints: nothing to resume, so refused too
     finished.mkdir()
     (finished / "model_index.json").write_text("old run")
-    with pytest.raises(ValueError, match="is not empty"):
+    with pytest.raises(ValueError, match="latest found no complete checkpoint .*model_index.json.*overwrite_output"):
         claim_output_dir(accelerator, run_args(finished, resume="latest"))
+    killed = tmp_path / "killed"  # a run killed before its first checkpoint: resubmitted as it was, it starts anew
+    for name in ("logs/train_pdae/events", "checkpoint-2.tmp/optimizer.bin"):
+        (killed / name).parent.mkdir(parents=True, exist_ok=True)
+        (killed / name).write_text("killed run")
+    with pytest.raises(ValueError, match="is not empty"):
+        claim_output_dir(accelerator, run_args(killed))
+    claim_output_dir(accelerator, run_args(killed, resume="latest"))
+    assert sorted(p.name for p in killed.iterdir()) == [LOCK_FILE, "logs"]
 
 
 def test_resuming_keeps_the_folder_and_overwriting_removes_the_old_checkpoints(tmp_path):
@@ -192,3 +201,39 @@ def test_folders_are_written_atomically_and_keep_what_the_new_save_does_not_repl
     assert (folder / "encoder" / "weights").read_text() == "new encoder"
     assert (folder / "checkpoint-5").is_dir()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe"]
+
+
+class Killed(BaseException):
+    """Stands in for SIGKILL: nothing after it runs (not even the cleanup of an `except Exception`)."""
+
+
+@pytest.mark.parametrize("kill_at", range(1, 7))  # each rename of a save: staging -> saved, 3 moves, old away, new in
+def test_a_save_killed_at_any_rename_is_finished_without_losing_an_entry(tmp_path, monkeypatch, kill_at):
+    folder = tmp_path / "run"
+    for name in ("checkpoint-2", "checkpoint-4", "logs"):
+        (folder / name).mkdir(parents=True)
+        (folder / name / "kept").write_text(name)
+    (folder / "model_index.json").write_text("old")
+    renames, real_replace = [], os.replace
+
+    def replace(source, target):
+        renames.append(source)
+        if len(renames) == kill_at:
+            raise Killed
+        real_replace(source, target)
+
+    def write(target: str) -> None:
+        os.makedirs(target)
+        Path(target, "model_index.json").write_text("new")
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(Killed):
+        write_folder_atomically(folder, write)
+    monkeypatch.setattr(os, "replace", real_replace)
+    assert [p.name for p in tmp_path.iterdir() if p.name != "run"], "the kill left nothing beside the folder"
+    recover_interrupted_saves(folder)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+    for name in ("checkpoint-2", "checkpoint-4", "logs"):
+        assert (folder / name / "kept").read_text() == name
+    # killed while written (the first rename) the old save stays; once written, the new one is put in place
+    assert (folder / "model_index.json").read_text() == ("old" if kill_at == 1 else "new")

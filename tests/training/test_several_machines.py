@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 
@@ -65,7 +66,9 @@ def test_two_machines_train_together_and_only_the_main_one_writes_and_pushes(tin
     hub_dir.mkdir()
     site.mkdir()
     (site / "sitecustomize.py").write_text(FAKE_HUB)
-    env = offline_env({"ACCELERATE_USE_CPU": "true", "PDAE_FAKE_HUB_DIR": str(hub_dir), "PYTHONPATH": str(site)})
+    # The fake Hub's folder first, then this checkout's library (as tests/reliability's train_env puts it first).
+    path = os.pathsep.join(filter(None, [str(site), str(REPO), os.environ.get("PYTHONPATH")]))
+    env = offline_env({"ACCELERATE_USE_CPU": "true", "PDAE_FAKE_HUB_DIR": str(hub_dir), "PYTHONPATH": path})
     out = tmp_path / "run"  # one folder both machines see, as a cluster's shared file system
     args = [*streaming_flags(tiny_dpm, shards, max_train_steps=4, checkpointing_steps=2), "--output_dir", str(out),
             "--push_to_hub"]  # fmt: skip
@@ -101,7 +104,8 @@ def test_the_documented_multi_node_config_loads_with_accelerates_loader(tmp_path
     overrides = yaml.safe_load(path.read_text())
     assert overrides["machine_rank"] == 0  # each node sets its own with --machine_rank
     script = (REPO / "docs" / "configs" / "slurm-multi-node.sh").read_text()
-    for needed in ("--machine_rank $SLURM_NODEID", "--num_machines $SLURM_NNODES", "--config_file", "srun"):
+    for needed in ("--machine_rank $SLURM_NODEID", "--num_machines $SLURM_NNODES", "--config_file", "srun",
+                   "--rdzv_conf timeout=$RDZV_TIMEOUT", "--nccl_timeout $NCCL_TIMEOUT"):  # fmt: skip
         assert needed in script, needed
     # No cluster here: the script is checked for its syntax only.
     assert subprocess.run(["bash", "-n", str(REPO / "docs" / "configs" / "slurm-multi-node.sh")]).returncode == 0

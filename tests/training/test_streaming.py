@@ -91,32 +91,57 @@ def batches_of(position, epoch: int, count: int | None = None) -> list[list[str]
     return batches
 
 
+def interrupted_at(stream, tmp_path: Path, num_workers: int, buffer: int, stop: int, resume_buffer: int | None = None):
+    """Read `stop` batches of pass 0 with a shuffle buffer of `buffer`, save the position, resume it (with
+    `resume_buffer`, else the same buffer); returns the batches before, the resumed position and its epoch."""
+    interrupted = stream_position(stream, tmp_path, num_workers, shuffle_buffer_size=buffer)
+    before = batches_of(interrupted, 0, stop)
+    interrupted.save(str(tmp_path / f"checkpoint-{stop}"))
+    resumed = stream_position(stream, tmp_path, num_workers, shuffle_buffer_size=resume_buffer or buffer)
+    resumed.load(str(tmp_path / f"checkpoint-{stop}"))
+    return before, resumed
+
+
+@pytest.mark.parametrize("buffer", [1, 4, 1000])  # no buffer; a buffer smaller, and larger, than the data
 @pytest.mark.parametrize("num_workers", [0, 2])
-def test_a_resumed_stream_continues_where_it_stopped(shards, tmp_path, num_workers):
+def test_a_resumed_stream_continues_exactly_where_it_stopped(shards, tmp_path, num_workers, buffer):
     stream = open_stream(shards).train_dataset
-    reference = stream_position(stream, tmp_path, num_workers, shuffle_buffer_size=1)
+    reference = stream_position(stream, tmp_path, num_workers, shuffle_buffer_size=buffer)
     passes = [batches_of(reference, 0), batches_of(reference, 1)]
     end = len(passes[0])  # 6 batches of 17 images by 3; 7 when 2 workers split them unevenly
     assert sum(map(len, passes[0])) == sum(map(len, passes[1])) == NUM_IMAGES - 3
-
-    for stop in (2, end):  # mid-pass, and at the end of a pass
-        interrupted = stream_position(stream, tmp_path, num_workers, shuffle_buffer_size=1)
-        before = batches_of(interrupted, 0, stop)
-        interrupted.save(str(tmp_path / f"checkpoint-{stop}"))
-        resumed = stream_position(stream, tmp_path, num_workers, shuffle_buffer_size=1)
-        resumed.load(str(tmp_path / f"checkpoint-{stop}"))
+    for stop in (2, end - 1, end):  # mid-pass, the last batch left (in the buffer), and the end of the pass
+        before, resumed = interrupted_at(stream, tmp_path, num_workers, buffer, stop)
         assert resumed.epoch == (1 if stop == end else 0)
-        assert before + batches_of(resumed, resumed.epoch) == (passes[0] if stop == 2 else passes[0] + passes[1])
+        after = batches_of(resumed, resumed.epoch) + (batches_of(resumed, 1) if stop < end else [])
+        assert before + after == passes[0] + passes[1], stop
 
-    # With a shuffle buffer, datasets restores the stream's position but not the buffer's content: what was in it
-    # is not seen again in that pass (at most the buffer per worker), and nothing is seen twice.
-    interrupted = stream_position(stream, tmp_path, num_workers, shuffle_buffer_size=4)
-    before = batches_of(interrupted, 0, 2)
-    interrupted.save(str(tmp_path / "buffered"))
-    resumed = stream_position(stream, tmp_path, num_workers, shuffle_buffer_size=4)
-    resumed.load(str(tmp_path / "buffered"))
-    seen = [example for batch in before + batches_of(resumed, 0) for example in batch]
-    assert len(seen) == len(set(seen)) >= NUM_IMAGES - 3 - 4 * max(num_workers, 1)
+
+def test_a_resume_with_another_buffer_finishes_the_pass_with_the_one_it_began_with(shards, tmp_path):
+    stream = open_stream(shards).train_dataset
+    old, new = (stream_position(stream, tmp_path, 0, shuffle_buffer_size=size) for size in (4, 1))
+    first_pass, second_pass = batches_of(old, 0), batches_of(new, 1)
+    before, resumed = interrupted_at(stream, tmp_path, 0, buffer=4, stop=2, resume_buffer=1)
+    assert before + batches_of(resumed, 0) == first_pass
+    assert batches_of(resumed, 1) == second_pass
+
+
+def test_a_resumed_pass_with_nothing_left_ends_and_the_next_begins(shards, tmp_path, caplog):
+    """A position saved after the last batch of a pass, but before the end was known: the resumed pass is empty."""
+    stream = open_stream(shards).train_dataset
+    position = stream_position(stream, tmp_path, 0, shuffle_buffer_size=1000)
+    everything = batches_of(position, 0)
+    position.save(str(tmp_path / "checkpoint-end"))
+    state_file = tmp_path / "checkpoint-end" / "stream_state_0.json"
+    state = json.loads(state_file.read_text())
+    state["pass_over"] = False
+    state_file.write_text(json.dumps(state))
+    resumed = stream_position(stream, tmp_path, 0, shuffle_buffer_size=1000)
+    resumed.load(str(tmp_path / "checkpoint-end"))
+    with caplog.at_level("INFO"):
+        assert batches_of(resumed, 0) == []
+    assert "Pass 0 over the stream had nothing left after the checkpoint; pass 1 begins" in caplog.text
+    assert sum(map(len, batches_of(resumed, 1))) == sum(map(len, everything)) == NUM_IMAGES - 3
 
 
 def test_a_stream_position_is_refused_with_other_workers(shards, tmp_path):
@@ -221,3 +246,15 @@ def test_two_processes_stream_disjoint_shares_resume_the_stream_and_release_a_pi
     for before, after in zip(reports, rank_reports(resumed, 2), strict=True):
         assert after["batch_fingerprints"] == before["batch_fingerprints"][3:]  # each process's stream went on
         assert after["weights_checksum"] == before["weights_checksum"]
+
+
+@pytest.mark.parametrize("buffer", [1, 4])
+def test_a_position_saved_before_anything_was_read_resumes_at_the_start_of_the_pass(shards, buffer):
+    """A DataLoader worker that had not read yet when the checkpoint was taken saves its initial state."""
+    stream = open_stream(shards).train_dataset
+    untouched = stream.for_process(rank=0, world_size=1, seed=0, shuffle_buffer_size=buffer)
+    resumed = stream.for_process(rank=0, world_size=1, seed=0, shuffle_buffer_size=buffer)
+    resumed.load_state_dict(untouched.state_dict())
+    assert fingerprints(item["pixel_values"] for item in resumed) == fingerprints(
+        item["pixel_values"] for item in untouched
+    )
