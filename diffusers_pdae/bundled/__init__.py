@@ -7,6 +7,9 @@
   downsampling (32-px digits -> 4x8x8 latents) and a `UNet2DModel` on its latents, trained on the same split;
 - `pdae-ldm-mnist`: a `PDAEPipeline` trained on `ldm-mnist` (its `vae` is `ldm-mnist`'s `vqvae`), with a latent
   sampler;
+- `sd-mnist`: a small Stable Diffusion, diffusers' `StableDiffusionPipeline` (`vae` an `AutoencoderKL` with 4x
+  downsampling, `unet` a `UNet2DConditionModel`, a small CLIP `text_encoder` and `tokenizer`, `scheduler`), trained on
+  the digits captioned "a handwritten digit seven", 10% of the captions empty;
 - `mnist.npz`: 10,000 real MNIST digits with a fixed train/test split, read by [`load_mnist`] and friends.
 
 The checkpoints are package data, so [`checkpoint_path`] finds them from any working directory and after a
@@ -32,11 +35,11 @@ from .mnist import (
 )
 
 BUNDLED_DIR = Path(__file__).resolve().parent
-BUNDLED_CHECKPOINTS = ("ddpm-mnist", "pdae-mnist", "ldm-mnist", "pdae-ldm-mnist")
+BUNDLED_CHECKPOINTS = ("ddpm-mnist", "pdae-mnist", "ldm-mnist", "pdae-ldm-mnist", "sd-mnist")
 
 
 def checkpoint_path(name: str) -> str:
-    """The folder of a bundled checkpoint (`"ddpm-mnist"`, `"pdae-mnist"`, `"ldm-mnist"` or `"pdae-ldm-mnist"`), ready
+    """The folder of a bundled checkpoint (one of `BUNDLED_CHECKPOINTS`: `"ddpm-mnist"`, `"pdae-mnist"`, ...), ready
     for `from_pretrained`.
 
     Raises:
