@@ -30,6 +30,7 @@ from diffusers_pdae.training import (
     add_data_args,
     add_optimization_args,
     add_output_args,
+    as_stored_components,
     finalize_args,
     latent_sampler_model_card,
     make_parser,
@@ -115,6 +116,7 @@ def main(argv=None):
     run = TrainingRun(args, "train_latent_sampler")
 
     base = PDAEPipeline.from_pretrained(args.pretrained_model_name_or_path).to(run.accelerator.device)
+    as_stored_components(base, args.pretrained_model_name_or_path)  # released with the source's configs
     base.set_progress_bar_config(disable=True)
     channels, size, _ = base.image_shape  # the pixel images (of a latent pipeline too)
     if args.resolution not in (None, size):

@@ -39,6 +39,7 @@ from .cards import dpm_model_card, latent_sampler_model_card, pdae_model_card
 from .encoder_choice import add_encoder_args, build_encoder, check_encoder_args
 from .latent_cards import autoencoder_model_card, ldm_model_card, text_to_image_model_card
 from .objective import (
+    as_stored_components,
     clean_samples,
     freeze,
     frozen_components,
@@ -51,6 +52,7 @@ from .paths import check_path_flags
 from .run import TrainingRun
 
 __all__ = [
+    "as_stored_components",
     "AutoencoderObjective",
     "TrainingRun",
     "add_data_args",

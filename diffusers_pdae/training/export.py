@@ -27,7 +27,7 @@ from ..models.latent_sampler import LatentSampler
 from ..pipelines import PDAEPipeline
 from .autoencoders import load_autoencoder
 from .checkpointing import PIPELINE_FILE, read_run_flags
-from .objective import frozen_components, load_frozen_autoencoder, load_frozen_dpm
+from .objective import as_stored_components, frozen_components, load_frozen_autoencoder, load_frozen_dpm
 from .text_conditioning import dit_pipeline, text_encoder_for
 
 
@@ -88,6 +88,7 @@ def export_checkpoint(checkpoint: str, output_dir: str, use_ema: bool = True) ->
         return export_latent_conditional(checkpoint, output_dir, description, use_ema)
     if description["kind"] == "latent_sampler":
         base = PDAEPipeline.from_pretrained(description["pretrained_model_name_or_path"])
+        as_stored_components(base, description["pretrained_model_name_or_path"])
         latent_sampler = LatentSampler.from_pretrained(
             checkpoint, subfolder=_weights(checkpoint, "latent_sampler", use_ema)
         )

@@ -141,6 +141,16 @@ def as_stored(model: ModelMixin, stored: dict) -> ModelMixin:
     return model
 
 
+def as_stored_components(pipeline: DiffusionPipeline, pretrained_model_name_or_path: str) -> DiffusionPipeline:
+    """Each model component of a loaded pipeline with its config as its folder stores it (see [`as_stored`]), in
+    place: a pipeline released from it (with a latent sampler added, say) keeps the source's frozen UNet and
+    autoencoder byte for byte, configs included."""
+    for name, component in pipeline.components.items():
+        if isinstance(component, ModelMixin):
+            as_stored(component, type(component).load_config(pretrained_model_name_or_path, subfolder=name))
+    return pipeline
+
+
 def freeze(model: ModelMixin) -> ModelMixin:
     """Put a pre-trained model (the UNet, the autoencoder) in eval mode with no trainable parameters (PDAE never
     updates it)."""

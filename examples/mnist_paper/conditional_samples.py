@@ -1,6 +1,6 @@
-"""Samples of a conditional latent DPM on MNIST, one row per digit (its caption for a StableDiffusionPipeline, its label
-for a DiTPipeline, with classifier-free guidance) and a last row from the condition PDAE asks it with: the empty
-prompt, or the null class, unguided. That row shows whether the unconditional branch is a real model of digits.
+"""Samples of a conditional latent DPM on MNIST, one row per digit (its caption for a StableDiffusionPipeline, its
+label for a DiTPipeline, with classifier-free guidance) and a last row from the condition PDAE asks it with: the
+empty prompt, or the null class, unguided. That row shows whether the unconditional branch is a real model of digits.
 
     python examples/mnist_paper/conditional_samples.py --pipeline diffusers_pdae/bundled/sd-mnist \\
         --out docs/images/sd-mnist-samples.png

@@ -189,6 +189,8 @@ def test_the_other_tools_take_a_stable_diffusion_pdae_unchanged(sd_pdae, tmp_pat
     with_sampler.set_progress_bar_config(disable=True)
     samples = with_sampler(batch_size=2, num_inference_steps=2, code_num_inference_steps=2, output_type="pt")
     assert samples.images.shape == (2, 1, 32, 32)
+    for component in ("unet", "vae", "prompt_embedding"):  # released from a loaded pipeline, still the source's bytes
+        assert tree_digest(tmp_path / "sampler" / component) == tree_digest(out / component)
     figures = load_script("evaluate_reconstruction").main([
         "--pipeline", str(out), "--num_images", "4", "--steps", "2", "--num_probe_images", "100",
     ])  # fmt: skip
