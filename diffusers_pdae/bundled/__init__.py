@@ -10,6 +10,8 @@
 - `sd-mnist`: a small Stable Diffusion, diffusers' `StableDiffusionPipeline` (`vae` an `AutoencoderKL` with 4x
   downsampling, `unet` a `UNet2DConditionModel`, a small CLIP `text_encoder` and `tokenizer`, `scheduler`), trained on
   the digits captioned "a handwritten digit seven", 10% of the captions empty;
+- `pdae-sd-mnist`: a `PDAEPipeline` trained on `sd-mnist` (G and the frozen UNet read the empty prompt, kept as a
+  `prompt_embedding`), with a latent sampler;
 - `mnist.npz`: 10,000 real MNIST digits with a fixed train/test split, read by [`load_mnist`] and friends.
 
 The checkpoints are package data, so [`checkpoint_path`] finds them from any working directory and after a
@@ -35,7 +37,7 @@ from .mnist import (
 )
 
 BUNDLED_DIR = Path(__file__).resolve().parent
-BUNDLED_CHECKPOINTS = ("ddpm-mnist", "pdae-mnist", "ldm-mnist", "pdae-ldm-mnist", "sd-mnist")
+BUNDLED_CHECKPOINTS = ("ddpm-mnist", "pdae-mnist", "ldm-mnist", "pdae-ldm-mnist", "sd-mnist", "pdae-sd-mnist")
 
 
 def checkpoint_path(name: str) -> str:
