@@ -82,5 +82,36 @@ python examples/train_dpm.py --pretrained_vae_model_name_or_path "$out/kl-mnist"
 # dropped to the null class by the model itself), a DiTPipeline.
 python examples/train_dpm.py --pretrained_vae_model_name_or_path "$out/kl-mnist" --model_type dit \
   --output_dir "$out/dit-mnist" --train_batch_size 64 --learning_rate 2e-4 --lr_warmup_steps 200 --use_ema \
-  --max_train_steps 4000 --checkpointing_steps 1000 --checkpoints_total_limit 1 --save_images_epochs 1000000 \
+  --max_train_steps 12000 --checkpointing_steps 1000 --checkpoints_total_limit 1 --save_images_epochs 1000000 \
   --ddpm_num_inference_steps 50 --seed 0
+# The bundle keeps model_index.json, transformer/, vae/ and scheduler/ of the output folder. Made as a 4,000-step run
+# (weak samples: the guided rows were mostly but not always their digit) resumed exactly to 12,000 steps
+# (--resume_from_checkpoint latest), 1.5 to 3.9 steps per second on the shared CPU.
+
+# pdae-sd-mnist (diffusers_pdae/bundled/pdae-sd-mnist): PDAE on sd-mnist with the empty prompt, the same recipe and
+# number of steps as pdae-ldm-mnist (2,237 at batch 128: equal training images); 2,257 s on the shared CPU. Then its
+# latent sampler; `python scripts/bundle_pipeline.py <sampler output> pdae-sd-mnist` bundles the release.
+python examples/train_pdae.py --pretrained_model_name_or_path "$out/sd-mnist" --output_dir "$out/pdae-sd-mnist" \
+  --train_batch_size 128 --learning_rate 1e-4 --lr_warmup_steps 500 --latent_dim 64 --warm_start_from_unet \
+  --use_ema --cache_latents --max_train_steps 2237 --checkpointing_steps 1000 --checkpoints_total_limit 1 \
+  --save_images_epochs 1000000 --validation_inference_steps 50 --seed 0
+python examples/train_latent_sampler.py --pretrained_model_name_or_path "$out/pdae-sd-mnist" \
+  --output_dir "$out/pdae-sd-mnist-sampler" --max_train_steps 10000 --checkpointing_steps 5000 --use_ema \
+  --hidden_dim 256 --num_layers 4 --time_embed_dim 128 --save_images_epochs 1000 --seed 0
+# The lighter G measured beside it in docs/stable_diffusion.md (half the widths, one resnet per level, no warm start:
+# the widths differ from the UNet's); not bundled.
+python examples/train_pdae.py --pretrained_model_name_or_path "$out/sd-mnist" --output_dir "$out/pdae-sd-mnist-light" \
+  --train_batch_size 128 --learning_rate 1e-4 --lr_warmup_steps 500 --latent_dim 64 \
+  --gradient_estimator_width_multiplier 0.5 --gradient_estimator_resnets_per_block 1 \
+  --use_ema --cache_latents --max_train_steps 2237 --checkpointing_steps 500 --checkpoints_total_limit 1 \
+  --save_images_epochs 1000000 --validation_inference_steps 50 --seed 0
+
+# pdae-dit-mnist (diffusers_pdae/bundled/pdae-dit-mnist): PDAE on dit-mnist with the null class, G a
+# TransformerGradientEstimator (the default 4 blocks at the DiT's width), the same steps; then its latent sampler.
+python examples/train_pdae.py --pretrained_model_name_or_path "$out/dit-mnist" --output_dir "$out/pdae-dit-mnist" \
+  --train_batch_size 128 --learning_rate 1e-4 --lr_warmup_steps 500 --latent_dim 64 \
+  --use_ema --cache_latents --max_train_steps 2237 --checkpointing_steps 500 --checkpoints_total_limit 1 \
+  --save_images_epochs 1000000 --validation_inference_steps 50 --seed 0
+python examples/train_latent_sampler.py --pretrained_model_name_or_path "$out/pdae-dit-mnist" \
+  --output_dir "$out/pdae-dit-mnist-sampler" --max_train_steps 10000 --checkpointing_steps 5000 --use_ema \
+  --hidden_dim 256 --num_layers 4 --time_embed_dim 128 --save_images_epochs 1000 --seed 0

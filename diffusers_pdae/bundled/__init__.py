@@ -12,6 +12,9 @@
   the digits captioned "a handwritten digit seven", 10% of the captions empty;
 - `pdae-sd-mnist`: a `PDAEPipeline` trained on `sd-mnist` (G and the frozen UNet read the empty prompt, kept as a
   `prompt_embedding`), with a latent sampler;
+- `dit-mnist`: a small class-conditional diffusion transformer, diffusers' `DiTPipeline` (`transformer` a
+  `DiTTransformer2DModel` on `sd-mnist`'s autoencoder's 4x8x8 latents, `vae`, `scheduler`), trained on the digits'
+  labels, 10% dropped to the null class;
 - `mnist.npz`: 10,000 real MNIST digits with a fixed train/test split, read by [`load_mnist`] and friends.
 
 The checkpoints are package data, so [`checkpoint_path`] finds them from any working directory and after a
@@ -37,7 +40,15 @@ from .mnist import (
 )
 
 BUNDLED_DIR = Path(__file__).resolve().parent
-BUNDLED_CHECKPOINTS = ("ddpm-mnist", "pdae-mnist", "ldm-mnist", "pdae-ldm-mnist", "sd-mnist", "pdae-sd-mnist")
+BUNDLED_CHECKPOINTS = (
+    "ddpm-mnist",
+    "pdae-mnist",
+    "ldm-mnist",
+    "pdae-ldm-mnist",
+    "sd-mnist",
+    "pdae-sd-mnist",
+    "dit-mnist",
+)
 
 
 def checkpoint_path(name: str) -> str:
