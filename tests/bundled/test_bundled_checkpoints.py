@@ -67,38 +67,25 @@ def test_bundled_pdae_inferred_xt_beats_plain_ddim_inversion():
     assert gain > 2.0, f"inferred x_T is only {gain:.2f} dB above plain DDIM inversion"
 
 
-def test_bundled_latent_pdae_beats_plain_inversion_through_its_ldm_and_generates():
-    """pdae-ldm-mnist: PDAE's inferred x_T above plain DDIM inversion of the LDM (docs/ldm.md: +0.81 dB at T=20 on 256
-    test digits), pixel images in and out, 4x8x8 latents, and samples through its latent sampler."""
-    pipeline = PDAEPipeline.from_pretrained(checkpoint_path("pdae-ldm-mnist"))
+@pytest.mark.parametrize(
+    "release, steps",
+    [
+        ("pdae-ldm-mnist", 20),  # docs/ldm.md: +0.81 dB at T=20 on 256 test digits
+        ("pdae-sd-mnist", 10),  # docs/stable_diffusion.md: +2.27 dB at T=10, the empty prompt's branch of sd-mnist
+    ],
+)
+def test_bundled_latent_pdae_beats_plain_inversion_through_its_model_and_generates(release, steps):
+    """A latent PDAE release: its inferred x_T above plain DDIM inversion of its frozen model, pixel images in and
+    out, 4x8x8 latents, and samples through its latent sampler."""
+    pipeline = PDAEPipeline.from_pretrained(checkpoint_path(release))
     pipeline.set_progress_bar_config(disable=True)
     _, labels = load_mnist_arrays("test")
     digits, _ = load_mnist_tensors("test", range(0, len(labels), len(labels) // 16)[:16])
     references = digits / 2 + 0.5
-    inferred = pipeline.reconstruct(digits, num_inference_steps=20, output_type="pt").images
-    x_T = pipeline.invert(digits, num_inference_steps=20, apply_shift=False)
+    inferred = pipeline.reconstruct(digits, num_inference_steps=steps, output_type="pt").images
+    x_T = pipeline.invert(digits, num_inference_steps=steps, apply_shift=False)
     assert x_T.shape == (16, 4, 8, 8)
-    plain = pipeline.decode(x_T, None, 20, output_type="pt").images
-    gain = psnr(inferred, references).mean() - psnr(plain, references).mean()
-    assert gain > GAIN_OVER_PLAIN_INVERSION, f"inferred x_T is only {gain:.2f} dB above plain DDIM inversion"
-    samples = pipeline(
-        batch_size=2, num_inference_steps=5, generator=torch.Generator().manual_seed(0), output_type="pt"
-    )
-    assert samples.images.shape == (2, 1, 32, 32)
-
-
-def test_bundled_stable_diffusion_pdae_beats_plain_inversion_and_generates():
-    """pdae-sd-mnist: PDAE's inferred x_T above plain DDIM inversion of sd-mnist read with the empty prompt
-    (docs/stable_diffusion.md: +2.3 dB at T=10 on 128 test digits), and samples through its latent sampler."""
-    pipeline = PDAEPipeline.from_pretrained(checkpoint_path("pdae-sd-mnist"))
-    pipeline.set_progress_bar_config(disable=True)
-    _, labels = load_mnist_arrays("test")
-    digits, _ = load_mnist_tensors("test", range(0, len(labels), len(labels) // 16)[:16])
-    references = digits / 2 + 0.5
-    inferred = pipeline.reconstruct(digits, num_inference_steps=10, output_type="pt").images
-    x_T = pipeline.invert(digits, num_inference_steps=10, apply_shift=False)
-    assert x_T.shape == (16, 4, 8, 8)
-    plain = pipeline.decode(x_T, None, 10, output_type="pt").images
+    plain = pipeline.decode(x_T, None, steps, output_type="pt").images
     gain = psnr(inferred, references).mean() - psnr(plain, references).mean()
     assert gain > GAIN_OVER_PLAIN_INVERSION, f"inferred x_T is only {gain:.2f} dB above plain DDIM inversion"
     samples = pipeline(

@@ -4,7 +4,6 @@ trains PDAE on such a folder with its null class and a transformer G; the other 
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -17,23 +16,15 @@ from diffusers_pdae import PDAEPipeline
 from diffusers_pdae.training.export import export_checkpoint
 
 from ..conftest import load_script, tiny_images, tiny_sd_components
+from .conftest import tree_digest
+
+pytestmark = pytest.mark.usefixtures("fresh_accelerator_state")
 
 TINY_DIT = {"num_attention_heads": 2, "attention_head_dim": 8, "num_layers": 3, "patch_size": 2, "in_channels": 4,
             "out_channels": 4, "num_embeds_ada_norm": 1000, "norm_num_groups": 32}  # fmt: skip
 COMMON = ["--resolution", "32", "--train_batch_size", "4", "--lr_warmup_steps", "0", "--seed", "0"]
 PDAE_FLAGS = ["--latent_dim", "8", "--num_validation_images", "2", "--validation_inference_steps", "2",
               "--gradient_estimator_layers", "1", "--gradient_estimator_width_multiplier", "0.5"]  # fmt: skip
-
-
-@pytest.fixture(autouse=True)
-def fresh_accelerator_state():
-    yield
-    AcceleratorState._reset_state(reset_partial_state=True)
-
-
-def tree_digest(folder: Path) -> dict[str, str]:
-    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.rglob("*")
-            if p.is_file()}  # fmt: skip
 
 
 @pytest.fixture(scope="module")

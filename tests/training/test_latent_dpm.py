@@ -20,6 +20,8 @@ from diffusers_pdae.training.latent_cards import autoencoder_usage, ldm_usage
 
 from ..conftest import load_script
 
+pytestmark = pytest.mark.usefixtures("fresh_accelerator_state")
+
 # The script's default layout (4x downsampling, 3 latent channels), narrower.
 TINY_AUTOENCODER = {
     **load_script("train_autoencoder").SMALL_AUTOENCODER_CONFIG,
@@ -39,13 +41,6 @@ TINY_LATENT_UNET = {
 COMMON = ["--resolution", "16", "--train_batch_size", "4", "--lr_warmup_steps", "0", "--seed", "0"]
 AUTOENCODER_FLAGS = [*COMMON, "--num_validation_images", "2", "--scaling_factor_num_images", "8"]
 DPM_FLAGS = [*COMMON, "--ddpm_num_inference_steps", "2", "--eval_batch_size", "2"]
-
-
-@pytest.fixture(autouse=True)
-def fresh_accelerator_state():
-    """Each in-process run makes its own Accelerator; the state behind it is a process-wide singleton."""
-    yield
-    AcceleratorState._reset_state(reset_partial_state=True)
 
 
 def write_json(path: Path, config: dict) -> str:

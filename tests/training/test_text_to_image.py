@@ -4,7 +4,6 @@ empty prompt, releasing a PDAEPipeline whose frozen parts are the source's bytes
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -24,6 +23,9 @@ from diffusers_pdae.training.text_conditioning import (
 )
 
 from ..conftest import load_script, tiny_images, tiny_sd_components, tiny_sd_pipeline_folder
+from .conftest import tree_digest
+
+pytestmark = pytest.mark.usefixtures("fresh_accelerator_state")
 
 TINY_TEXT_UNET = {
     "block_out_channels": [16, 32],
@@ -37,17 +39,6 @@ TINY_TEXT_UNET = {
     "sample_size": 8,
 }
 COMMON = ["--resolution", "32", "--train_batch_size", "4", "--lr_warmup_steps", "0", "--seed", "0"]
-
-
-@pytest.fixture(autouse=True)
-def fresh_accelerator_state():
-    yield
-    AcceleratorState._reset_state(reset_partial_state=True)
-
-
-def tree_digest(folder: Path) -> dict[str, str]:
-    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.rglob("*")
-            if p.is_file()}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
