@@ -15,6 +15,8 @@
 - `dit-mnist`: a small class-conditional diffusion transformer, diffusers' `DiTPipeline` (`transformer` a
   `DiTTransformer2DModel` on `sd-mnist`'s autoencoder's 4x8x8 latents, `vae`, `scheduler`), trained on the digits'
   labels, 10% dropped to the null class;
+- `pdae-dit-mnist`: a `PDAEPipeline` trained on `dit-mnist` (the frozen transformer asked with the null class, G a
+  `TransformerGradientEstimator`), with a latent sampler;
 - `mnist.npz`: 10,000 real MNIST digits with a fixed train/test split, read by [`load_mnist`] and friends.
 
 The checkpoints are package data, so [`checkpoint_path`] finds them from any working directory and after a
@@ -48,6 +50,7 @@ BUNDLED_CHECKPOINTS = (
     "sd-mnist",
     "pdae-sd-mnist",
     "dit-mnist",
+    "pdae-dit-mnist",
 )
 
 

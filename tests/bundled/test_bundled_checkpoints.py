@@ -72,6 +72,7 @@ def test_bundled_pdae_inferred_xt_beats_plain_ddim_inversion():
     [
         ("pdae-ldm-mnist", 20),  # docs/ldm.md: +0.81 dB at T=20 on 256 test digits
         ("pdae-sd-mnist", 10),  # docs/stable_diffusion.md: +2.27 dB at T=10, the empty prompt's branch of sd-mnist
+        ("pdae-dit-mnist", 10),  # docs/dit.md: +2.62 dB at T=10, dit-mnist under the null class
     ],
 )
 def test_bundled_latent_pdae_beats_plain_inversion_through_its_model_and_generates(release, steps):
@@ -99,6 +100,7 @@ def test_bundled_latent_pdae_beats_plain_inversion_through_its_model_and_generat
     [
         ("pdae-ldm-mnist", "ldm-mnist", (("unet", "unet"), ("vqvae", "vae"))),
         ("pdae-sd-mnist", "sd-mnist", (("unet", "unet"), ("vae", "vae"))),
+        ("pdae-dit-mnist", "dit-mnist", (("transformer", "transformer"), ("vae", "vae"))),
     ],
 )
 def test_a_latent_pdae_checkpoint_holds_the_model_it_was_trained_on(release, source, component_pairs):
