@@ -66,6 +66,9 @@ class TransformerGradientEstimator(ModelMixin, ConfigMixin):
         train_noise_schedule (`dict`, *optional*): the noise schedule G was trained with (as `GradientEstimator`'s).
         unet_weights_digest (`str`, *optional*): sha256 of the frozen model's weights, written when a pipeline is
             saved (the name is the UNet G's, kept for one check of every folder).
+        autoencoder_weights_digest (`str`, *optional*), autoencoder_scaling_factor (`float`, *optional*): the
+            autoencoder's weights digest and `scaling_factor`, written at every save and checked at every load, as
+            on `GradientEstimator`.
     """
 
     _supports_gradient_checkpointing = True
@@ -85,6 +88,8 @@ class TransformerGradientEstimator(ModelMixin, ConfigMixin):
         num_attention_heads: int = 8,
         train_noise_schedule: dict | None = None,
         unet_weights_digest: str | None = None,
+        autoencoder_weights_digest: str | None = None,
+        autoencoder_scaling_factor: float | None = None,
     ):
         super().__init__()
         feature_layers = tuple(feature_layers or default_feature_layers(num_feature_layers))

@@ -92,6 +92,31 @@ def test_a_saved_folder_that_lost_its_frozen_model_entry_is_refused(tmp_path):
     assert_clear_error(lambda: PDAEPipeline.from_pretrained(tmp_path / "pipe"), ["frozen model"])
 
 
+@CLEAR
+@pytest.mark.parametrize("change", ["weights", "scaling-factor"])
+def test_a_saved_dit_folder_whose_autoencoder_changed_is_refused(tmp_path, change):
+    """A saved DiT PDAE records its autoencoder in the transformer G's config, as a UNet G does, and the entries are
+    G's own config (before: diffusers warned at every load that they were not expected and would be ignored): a
+    vae/ with other weights of the same layout, or another scaling_factor, is refused naming it."""
+    pipe = tiny_dit_pdae_pipeline()
+    pipe.save_pretrained(tmp_path / "pipe")
+    recorded = json.loads((tmp_path / "pipe" / "gradient_estimator" / "config.json").read_text())
+    assert recorded["autoencoder_scaling_factor"] == pipe.vae.config.scaling_factor
+    assert len(recorded["autoencoder_weights_digest"]) == 64
+    _, not_expected, _ = TransformerGradientEstimator.extract_init_dict(recorded)
+    assert not_expected == {}
+    vae_folder = tmp_path / "pipe" / "vae"
+    if change == "weights":
+        tiny_sd_components(seed=99)["vae"].save_pretrained(vae_folder)
+        expected = [r"/vae is not the autoencoder .* digest"]
+    else:
+        config = json.loads((vae_folder / "config.json").read_text())
+        config["scaling_factor"] = 2 * config["scaling_factor"]
+        (vae_folder / "config.json").write_text(json.dumps(config))
+        expected = [r"scaling_factor .* trained with"]
+    assert_clear_error(lambda: PDAEPipeline.from_pretrained(tmp_path / "pipe"), expected)
+
+
 @pytest.fixture(scope="module")
 def dit_folder(tmp_path_factory) -> Path:
     """A tiny DiTPipeline folder (the tiny DiT and the tiny KL autoencoder), as a user's DiT would be."""
