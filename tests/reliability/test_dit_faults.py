@@ -95,9 +95,8 @@ def test_a_saved_folder_that_lost_its_frozen_model_entry_is_refused(tmp_path):
 @CLEAR
 @pytest.mark.parametrize("change", ["weights", "scaling-factor"])
 def test_a_saved_dit_folder_whose_autoencoder_changed_is_refused(tmp_path, change):
-    """A saved DiT PDAE records its autoencoder in the transformer G's config, as a UNet G does, and the entries are
-    G's own config (before: diffusers warned at every load that they were not expected and would be ignored): a
-    vae/ with other weights of the same layout, or another scaling_factor, is refused naming it."""
+    """A saved DiT PDAE whose autoencoder changed ({change}): refused naming vae/ or its scaling_factor, recorded
+    in G's own config (before: diffusers warned at each load that the two entries were not expected)."""
     pipe = tiny_dit_pdae_pipeline()
     pipe.save_pretrained(tmp_path / "pipe")
     recorded = json.loads((tmp_path / "pipe" / "gradient_estimator" / "config.json").read_text())
