@@ -68,6 +68,16 @@ def edit_json(path: Path, **entries) -> None:
     path.write_text(json.dumps(content))
 
 
+def saved_before_the_autoencoder_was_recorded(tmp_path: Path) -> Path:
+    """A copy of the bundled pdae-ldm-mnist without the autoencoder entries in its G config, as folders saved before
+    issue 33 are."""
+    folder = copy_of(Path(checkpoint_path("pdae-ldm-mnist")), tmp_path)
+    edit_json(
+        folder / "gradient_estimator" / "config.json", autoencoder_weights_digest=..., autoencoder_scaling_factor=...
+    )
+    return folder
+
+
 # ------------------------------------------------------------------------------------------------ loading
 
 
@@ -114,21 +124,24 @@ def test_a_vae_whose_valid_scaling_factor_was_edited_is_refused(saved_latent, tm
 @LOADING_CLEAR
 @pytest.mark.parametrize("which", ["saved-now", "bundled"])
 def test_a_latent_pipeline_whose_model_index_lost_its_vae_entry_names_the_vae(saved_latent, tmp_path, which):
-    """A latent pipeline ({which}: one saved by this version, or the bundled pdae-ldm-mnist saved before the
-    autoencoder was recorded) whose model_index.json lost its "vae" entry: refused naming the vae (before: a message
-    blaming the encoder's size)."""
-    source = saved_latent if which == "saved-now" else Path(checkpoint_path("pdae-ldm-mnist"))
-    folder = copy_of(source, tmp_path)
+    """A latent pipeline ({which}: one saved by this version, or pdae-ldm-mnist as saved before the autoencoder was
+    recorded) whose model_index.json lost its "vae" entry: refused naming the vae (before: a message blaming the
+    encoder's size)."""
+    folder = (
+        copy_of(saved_latent, tmp_path)
+        if which == "saved-now"
+        else saved_before_the_autoencoder_was_recorded(tmp_path)
+    )
     edit_json(folder / "model_index.json", vae=...)
     error = assert_clear_error(lambda: PDAEPipeline.from_pretrained(folder), [r"\bvae\b"])
     assert names_one_of(str(error), [r"model_index\.json", r"autoencoder"])
 
 
 @LOADING_HANDLED
-def test_a_latent_pipeline_saved_before_the_autoencoder_was_recorded_still_loads():
-    """The bundled pdae-ldm-mnist (no autoencoder_weights_digest in its G config) loads and reconstructs finite
-    images."""
-    pipe = PDAEPipeline.from_pretrained(checkpoint_path("pdae-ldm-mnist"))
+def test_a_latent_pipeline_saved_before_the_autoencoder_was_recorded_still_loads(tmp_path):
+    """pdae-ldm-mnist as saved before the autoencoder was recorded (no autoencoder entries in its G config) loads
+    with its autoencoder's scaling_factor."""
+    pipe = PDAEPipeline.from_pretrained(saved_before_the_autoencoder_was_recorded(tmp_path))
     assert pipe.gradient_estimator.config.get("autoencoder_weights_digest") is None
     assert pipe.vae.config.scaling_factor == pytest.approx(3.6026846387)
 
