@@ -1,13 +1,19 @@
-"""Fixtures of the training tests: a folder of images to convert, a reset Accelerator state, a folder's digest
-(`tiny_dpm` is in tests/conftest.py)."""
+"""Fixtures of the training tests: a folder of images to convert, a reset Accelerator state, a folder's digest, and
+the checks a release of a bundled conditional model passes (`tiny_dpm` is in tests/conftest.py)."""
 
 import hashlib
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import PIL.Image
 import pytest
+import torch
 from accelerate.state import AcceleratorState
+
+from diffusers_pdae import PDAEPipeline
+from diffusers_pdae.bundled import load_mnist_tensors
 
 
 def write_random_pictures(folder: Path, count: int, size: int, generator: np.random.Generator) -> Path:
@@ -36,3 +42,26 @@ def tree_digest(folder: Path) -> dict[str, str]:
     """The sha256 of every file below `folder`, by relative path: equal digests mean byte-identical folders."""
     return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.rglob("*")
             if p.is_file()}  # fmt: skip
+
+
+def assert_release_reconstructs_digits_and_loads_without_the_package(out: Path, tmp_path: Path) -> None:
+    """A PDAE release on a bundled 32-px latent model: it reconstructs digits at 32 px, returns 4x8x8 latents for
+    `output_type="latent"`, and diffusers alone loads it with `trust_remote_code=True` in a process that cannot
+    import diffusers_pdae, encoding exactly as this process does."""
+    pipe = PDAEPipeline.from_pretrained(out)
+    pipe.set_progress_bar_config(disable=True)
+    digits = load_mnist_tensors("test", [0, 1000])[0]
+    assert pipe.reconstruct(digits, num_inference_steps=2, output_type="pt").images.shape == (2, 1, 32, 32)
+    assert pipe.reconstruct(digits, num_inference_steps=2, output_type="latent").images.shape == (2, 4, 8, 8)
+    torch.save(pipe.encode(digits), tmp_path / "z.pt")
+    torch.save(digits, tmp_path / "digits.pt")
+    script = f"""
+import sys, torch
+sys.modules["diffusers_pdae"] = None
+from diffusers import DiffusionPipeline
+pipe = DiffusionPipeline.from_pretrained({str(out)!r}, trust_remote_code=True)
+assert torch.equal(pipe.encode(torch.load({str(tmp_path / "digits.pt")!r})), torch.load({str(tmp_path / "z.pt")!r}))
+"""
+    env = {"HF_MODULES_CACHE": str(tmp_path / "modules"), "HF_HUB_OFFLINE": "1", "HOME": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]

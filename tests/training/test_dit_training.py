@@ -16,7 +16,7 @@ from diffusers_pdae import PDAEPipeline
 from diffusers_pdae.training.export import export_checkpoint
 
 from ..conftest import load_script, tiny_images, tiny_sd_components
-from .conftest import tree_digest
+from .conftest import assert_release_reconstructs_digits_and_loads_without_the_package, tree_digest
 
 pytestmark = pytest.mark.usefixtures("fresh_accelerator_state")
 
@@ -95,3 +95,28 @@ def test_the_other_tools_take_a_dit_pdae_unchanged(dit_runs, tmp_path):
         "--pipeline", str(out), "--num_images", "4", "--steps", "2", "--num_probe_images", "100",
     ])  # fmt: skip
     assert set(figures["figures"]["2"]) >= {"pdae_inferred_xT", "ddim_inversion", "autoencoder"}
+
+
+@pytest.mark.slow  # an accelerate launch on the bundled DiT, then a process without the package
+def test_pdae_through_accelerate_on_the_bundled_dit_reloads_as_its_source_asks(tmp_path):
+    """PDAE trained through `accelerate launch examples/train_pdae.py` on the bundled `dit-mnist` (a DiTPipeline
+    made by this repo's scripts, not by the tests): the result loads, its frozen transformer and autoencoder are the
+    source's bytes, predict_noise without z is the noise half of the source's prediction for its null class, it
+    reconstructs 32-pixel digits and returns latents, and diffusers alone loads it with trust_remote_code."""
+    from diffusers_pdae.bundled import checkpoint_path
+
+    from .test_train_scripts import FAST_FLAGS, TRAIN_PDAE, assert_ok, launch
+
+    source, out = Path(checkpoint_path("dit-mnist")), tmp_path / "pdae-dit"
+    flags = ["--pretrained_model_name_or_path", str(source), "--output_dir", str(out), "--max_train_steps", "2",
+             "--gradient_estimator_layers", "1", *FAST_FLAGS]  # fmt: skip
+    assert_ok(launch(TRAIN_PDAE, flags))
+    for component in ("transformer", "vae"):
+        assert tree_digest(out / component) == tree_digest(source / component)
+    pipe = PDAEPipeline.from_pretrained(out)
+    transformer = DiTPipeline.from_pretrained(source).transformer
+    x_t = torch.randn(1, *pipe.sample_shape, generator=torch.Generator().manual_seed(0))
+    null_class = torch.tensor([transformer.config.num_embeds_ada_norm])
+    expected = transformer(x_t, timestep=torch.tensor([500]), class_labels=null_class).sample[:, :4]
+    torch.testing.assert_close(pipe.predict_noise(x_t, 500), expected, rtol=0, atol=1e-5)
+    assert_release_reconstructs_digits_and_loads_without_the_package(out, tmp_path)

@@ -23,7 +23,7 @@ from diffusers_pdae.training.text_conditioning import (
 )
 
 from ..conftest import load_script, tiny_images, tiny_sd_components, tiny_sd_pipeline_folder
-from .conftest import tree_digest
+from .conftest import assert_release_reconstructs_digits_and_loads_without_the_package, tree_digest
 
 pytestmark = pytest.mark.usefixtures("fresh_accelerator_state")
 
@@ -200,10 +200,7 @@ def test_pdae_through_accelerate_on_the_bundled_stable_diffusion_reloads_as_its_
     StableDiffusionPipeline made by this repo's scripts, not by the tests): the result loads, its frozen UNet and
     autoencoder are the source's bytes, predict_noise without z is the source UNet under the empty prompt, it
     reconstructs 32-pixel digits and returns latents, and diffusers alone loads it with trust_remote_code."""
-    import subprocess
-    import sys
-
-    from diffusers_pdae.bundled import checkpoint_path, load_mnist_tensors
+    from diffusers_pdae.bundled import checkpoint_path
 
     from .test_train_scripts import FAST_FLAGS, TRAIN_PDAE, assert_ok, launch
 
@@ -219,18 +216,4 @@ def test_pdae_through_accelerate_on_the_bundled_stable_diffusion_reloads_as_its_
     x_t = torch.randn(1, *pipe.sample_shape, generator=torch.Generator().manual_seed(0))
     expected = sd.unet(x_t, 500, encoder_hidden_states=negative).sample
     torch.testing.assert_close(pipe.predict_noise(x_t, 500), expected, rtol=0, atol=1e-5)
-    digits = load_mnist_tensors("test", [0, 1000])[0]
-    assert pipe.reconstruct(digits, num_inference_steps=2, output_type="pt").images.shape == (2, 1, 32, 32)
-    assert pipe.reconstruct(digits, num_inference_steps=2, output_type="latent").images.shape == (2, 4, 8, 8)
-    torch.save(pipe.encode(digits), tmp_path / "z.pt")
-    torch.save(digits, tmp_path / "digits.pt")
-    script = f"""
-import sys, torch
-sys.modules["diffusers_pdae"] = None
-from diffusers import DiffusionPipeline
-pipe = DiffusionPipeline.from_pretrained({str(out)!r}, trust_remote_code=True)
-assert torch.equal(pipe.encode(torch.load({str(tmp_path / "digits.pt")!r})), torch.load({str(tmp_path / "z.pt")!r}))
-"""
-    env = {"HF_MODULES_CACHE": str(tmp_path / "modules"), "HF_HUB_OFFLINE": "1", "HOME": str(tmp_path)}
-    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-2000:]
+    assert_release_reconstructs_digits_and_loads_without_the_package(out, tmp_path)
