@@ -45,6 +45,7 @@ from diffusers_pdae.training import (
     add_output_args,
     add_streaming_args,
     add_vae_scaling_factor_arg,
+    as_stored,
     build_encoder,
     check_encoder_args,
     clean_samples,
@@ -211,6 +212,8 @@ def build_trainable_models(
     if args.init_from_pipeline is not None:
         encoder = load_encoder(args.init_from_pipeline, subfolder="encoder")
         gradient_estimator = load_gradient_estimator(args.init_from_pipeline, subfolder="gradient_estimator")
+        for model, subfolder in ((encoder, "encoder"), (gradient_estimator, "gradient_estimator")):
+            as_stored(model, type(model).load_config(args.init_from_pipeline, subfolder=subfolder))
         gradient_estimator.check_compatible(denoiser)
         gradient_estimator.check_schedule(noise_scheduler)
         gradient_estimator.register_to_config(train_noise_schedule=noise_schedule_of(noise_scheduler))

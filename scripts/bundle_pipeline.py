@@ -27,6 +27,17 @@ MODULES = {
 KEPT_SUFFIXES = (".json", ".safetensors")
 
 
+def copy_without_load_path(path: Path, destination: Path) -> None:
+    """Copy a file; a config that records the local folder it was once loaded from (diffusers' `_name_or_path`, as
+    releases made before `--init_from_pipeline` dropped it do) is written without it, as diffusers writes configs."""
+    if path.name == "config.json":
+        config = json.loads(path.read_text())
+        if config.pop("_name_or_path", None) is not None:
+            destination.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+            return
+    shutil.copy2(path, destination)
+
+
 def bundle(source: Path, name: str) -> Path:
     index = json.loads((source / "model_index.json").read_text())
     target = BUNDLED / name
@@ -43,7 +54,7 @@ def bundle(source: Path, name: str) -> Path:
         (target / component).mkdir()
         for path in sorted((source / component).iterdir()):
             if path.is_file() and path.suffix in KEPT_SUFFIXES:
-                shutil.copy2(path, target / component / path.name)
+                copy_without_load_path(path, target / component / path.name)
     (target / "model_index.json").write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
     return target
 

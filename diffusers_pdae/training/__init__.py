@@ -50,8 +50,10 @@ from .objective import (
 )
 from .paths import check_path_flags
 from .run import TrainingRun
+from .stored_config import as_stored
 
 __all__ = [
+    "as_stored",
     "as_stored_components",
     "AutoencoderObjective",
     "TrainingRun",

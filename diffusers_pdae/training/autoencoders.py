@@ -22,6 +22,7 @@ from ..latent_space import (
     encode_images,
 )
 from ..pipelines import check_weights_fit_config
+from .stored_config import as_stored
 
 AUTOENCODER_CLASSES = {"VQModel": VQModel, "AutoencoderKL": AutoencoderKL}
 # The component name diffusers' pipelines give each autoencoder: LDMPipeline's `vqvae`, DiTPipeline's `vae`.
@@ -129,6 +130,7 @@ def load_autoencoder(
             f"Cannot load the autoencoder of {flag} {name_or_path} ({subfolder or 'its root'}): "
             f"{str(error).splitlines()[0]} Restore the folder from the original save."
         ) from error
+    as_stored(vae, config)  # a release made from it keeps the source's config
     if scaling_factor is not None:
         vae.register_to_config(scaling_factor=factor)
     return vae

@@ -6,7 +6,6 @@ import os
 
 import torch
 from diffusers import AutoencoderKL, DDPMScheduler, DiffusionPipeline, ModelMixin, VQModel
-from diffusers.configuration_utils import FrozenDict
 from diffusers.utils.torch_utils import randn_tensor
 
 from ..latent_space import AUTOENCODER_COMPONENT_NAMES
@@ -16,7 +15,8 @@ from ..models.gradient_estimator import GradientEstimator
 from ..models.pdae_prediction import pdae_noise_prediction
 from ..pdae_math import weighted_noise_loss
 from ..sampling import check_scheduler
-from .autoencoders import autoencoder_folder, encode_batch, load_autoencoder
+from .autoencoders import encode_batch, load_autoencoder
+from .stored_config import as_stored
 from .text_conditioning import load_prompt_embedding
 
 
@@ -126,19 +126,7 @@ def load_frozen_autoencoder(
     if name is None:
         return None
     flag = "--pretrained_model_name_or_path"
-    _, stored = autoencoder_folder(pretrained_model_name_or_path, flag)
-    return freeze(as_stored(load_autoencoder(pretrained_model_name_or_path, flag, scaling_factor), stored))
-
-
-def as_stored(model: ModelMixin, stored: dict) -> ModelMixin:
-    """`model` with its config as stored (`stored`, its `config.json`), in place: diffusers' `from_pretrained` adds
-    the path it loaded from (`_name_or_path`), which would make the released pipeline's frozen UNet and autoencoder
-    configs differ from the source's and carry the user's local folder to the Hub."""
-    config = {key: value for key, value in model.config.items() if key != "_name_or_path"}
-    if "_name_or_path" in stored:
-        config["_name_or_path"] = stored["_name_or_path"]
-    model._internal_dict = FrozenDict(config)
-    return model
+    return freeze(load_autoencoder(pretrained_model_name_or_path, flag, scaling_factor))
 
 
 def as_stored_components(pipeline: DiffusionPipeline, pretrained_model_name_or_path: str) -> DiffusionPipeline:

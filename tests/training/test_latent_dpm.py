@@ -127,6 +127,8 @@ def test_a_latent_dpm_run_saves_an_ldm_pipeline_that_diffusers_samples(kind, req
     assert len(images) == 2 and images[0].size == (16, 16)
     name = "diffusion_pytorch_model.safetensors"
     assert (out / "vqvae" / name).read_bytes() == (autoencoder / name).read_bytes()  # the frozen source weights
+    # and its config as the source stores it: not the local folder diffusers records on loading (`_name_or_path`)
+    assert (out / "vqvae" / "config.json").read_bytes() == (autoencoder / "config.json").read_bytes()
     assert ldm_usage("ldm") in (out / "README.md").read_text() and (out / "samples.png").is_file()
     namespace = {}
     exec(ldm_usage(str(out)), namespace)  # the card's snippet runs as written

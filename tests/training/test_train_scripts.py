@@ -77,6 +77,37 @@ def test_two_steps_on_an_image_folder(tiny_dpm, image_folder, tmp_path):
     assert list((out / "logs").rglob("events.out.tfevents.*"))
 
 
+def test_init_from_pipeline_trains_that_pipeline_further_and_releases_clean_configs(tiny_dpm, tmp_path):
+    """--init_from_pipeline: the run starts from the given release's encoder and G (after one step they are much
+    nearer to it than a fresh run's are), and the released configs are the source's, without the local folder
+    diffusers' from_pretrained records (`_name_or_path`), which would otherwise reach the Hub."""
+    from accelerate.state import AcceleratorState
+
+    from ..conftest import load_script
+
+    train_pdae = load_script("train_pdae")
+    common = ["--pretrained_model_name_or_path", tiny_dpm, "--bundled_mnist", "--resolution", "16", *FAST_FLAGS]
+    runs = {}
+    for name, extra in (
+        ("first", ["--max_train_steps", "2"]),
+        ("fresh", ["--max_train_steps", "1", "--seed", "5"]),
+        ("further", ["--max_train_steps", "1", "--init_from_pipeline", str(tmp_path / "first")]),
+    ):
+        train_pdae.main([*common, "--output_dir", str(tmp_path / name), *extra])
+        AcceleratorState._reset_state(reset_partial_state=True)
+        runs[name] = trained_weights(tmp_path / name)
+
+    def distance(a: str, b: str) -> float:
+        return sum((runs[a][key] - runs[b][key]).norm().item() for key in runs[a])
+
+    assert distance("further", "first") < 0.1 * distance("fresh", "first")
+    for component in ("encoder", "gradient_estimator"):
+        released = json.loads((tmp_path / "further" / component / "config.json").read_text())
+        source = json.loads((tmp_path / "first" / component / "config.json").read_text())
+        assert "_name_or_path" not in released
+        assert released == source
+
+
 @pytest.mark.slow  # a whole script launch
 def test_a_bf16_run_releases_the_pretrained_unet_bit_for_bit(tiny_dpm, image_folder, tmp_path):
     out = tmp_path / "out"
