@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import builtins
 import importlib
+import json
 import os
 import re
 import signal
@@ -251,3 +252,13 @@ def assert_training_refused(run: Run, keywords: list[str]) -> None:
     assert is_clear_type(name), f"wrong type: {name}: {message}"
     assert names_one_of(message, keywords), f"message names none of {keywords}: {name}: {message}"
     assert steps == 0, f"late, after {steps} step(s): {name}: {message}"
+
+
+def drop_index_entry(folder: Path, component: str) -> Path:
+    """`folder` (a saved pipeline) with `component`'s entry removed from its model_index.json, as a hand edit or a
+    partial copy leaves it."""
+    index_path = folder / "model_index.json"
+    index = json.loads(index_path.read_text())
+    del index[component]
+    index_path.write_text(json.dumps(index))
+    return folder

@@ -13,7 +13,7 @@ from diffusers_pdae.models import TransformerGradientEstimator, frozen_denoiser
 from diffusers_pdae.models.dit_denoiser import DiTDenoiser
 
 from ..conftest import LATENT_DIM, load_script, tiny_dit, tiny_dit_pdae_pipeline, tiny_sd_components, tiny_unet
-from .conftest import CLEAR, assert_clear_error
+from .conftest import CLEAR, assert_clear_error, drop_index_entry
 
 pytestmark = pytest.mark.reliability(area="loading")
 
@@ -85,10 +85,7 @@ def test_a_dit_without_a_class_table_is_refused():
 def test_a_saved_folder_that_lost_its_frozen_model_entry_is_refused(tmp_path):
     """A saved DiT PDAE whose model_index.json lost its transformer entry: refused, naming the frozen model."""
     tiny_dit_pdae_pipeline().save_pretrained(tmp_path / "pipe")
-    index_path = tmp_path / "pipe" / "model_index.json"
-    index = json.loads(index_path.read_text())
-    del index["transformer"]
-    index_path.write_text(json.dumps(index))
+    drop_index_entry(tmp_path / "pipe", "transformer")
     assert_clear_error(lambda: PDAEPipeline.from_pretrained(tmp_path / "pipe"), ["frozen model"])
 
 

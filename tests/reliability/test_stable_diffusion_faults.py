@@ -2,7 +2,6 @@
 Diffusion folder with a missing part, and the text-conditioning flags of train_pdae.py and train_dpm.py. Each bad
 input is refused by name before any UNet evaluation or training step."""
 
-import json
 import shutil
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from ..conftest import (
     tiny_sd_pdae_pipeline,
     tiny_sd_pipeline_folder,
 )
-from .conftest import CLEAR, assert_clear_error
+from .conftest import CLEAR, assert_clear_error, drop_index_entry
 
 pytestmark = pytest.mark.reliability(area="loading")
 
@@ -104,10 +103,7 @@ def test_a_saved_pipeline_missing_its_prompt_embedding_folder_is_refused_by_name
 def test_a_saved_pipeline_whose_index_lost_the_prompt_embedding_is_refused(tmp_path):
     """A saved PDAE-on-SD folder whose model_index.json lost its prompt_embedding entry: refused, naming it."""
     tiny_sd_pdae_pipeline().save_pretrained(tmp_path / "pipe")
-    index_path = tmp_path / "pipe" / "model_index.json"
-    index = json.loads(index_path.read_text())
-    del index["prompt_embedding"]
-    index_path.write_text(json.dumps(index))
+    drop_index_entry(tmp_path / "pipe", "prompt_embedding")
     assert_clear_error(lambda: PDAEPipeline.from_pretrained(tmp_path / "pipe"), ["prompt_embedding"])
 
 

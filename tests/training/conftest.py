@@ -2,6 +2,7 @@
 the checks a release of a bundled conditional model passes (`tiny_dpm` is in tests/conftest.py)."""
 
 import hashlib
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,11 @@ from accelerate.state import AcceleratorState
 
 from diffusers_pdae import PDAEPipeline
 from diffusers_pdae.bundled import load_mnist_tensors
+
+from ..conftest import load_script, tiny_sd_components
+
+# The in-process runs' shared flags: 32-px digits, tiny batches, no warm-up, seeded.
+TINY_RUN_FLAGS = ["--resolution", "32", "--train_batch_size", "4", "--lr_warmup_steps", "0", "--seed", "0"]
 
 
 def write_random_pictures(folder: Path, count: int, size: int, generator: np.random.Generator) -> Path:
@@ -65,3 +71,18 @@ assert torch.equal(pipe.encode(torch.load({str(tmp_path / "digits.pt")!r})), tor
     env = {"HF_MODULES_CACHE": str(tmp_path / "modules"), "HF_HUB_OFFLINE": "1", "HOME": str(tmp_path)}
     done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def train_dpm_on_a_tiny_kl_autoencoder(root: Path, model_config: dict, *flags: str) -> Path:
+    """train_dpm.py in process for 2 steps on the tiny KL autoencoder of tests/conftest.py (saved to `root/kl`), the
+    model built from `model_config`; returns the released folder, `root/dpm`."""
+    tiny_sd_components()["vae"].save_pretrained(root / "kl")
+    config = root / "model.json"
+    config.write_text(json.dumps(model_config))
+    load_script("train_dpm").main([
+        "--output_dir", str(root / "dpm"), "--pretrained_vae_model_name_or_path", str(root / "kl"),
+        "--model_config_name_or_path", str(config), "--max_train_steps", "2", "--ddpm_num_inference_steps", "2",
+        "--eval_batch_size", "10", *flags, *TINY_RUN_FLAGS,
+    ])  # fmt: skip
+    AcceleratorState._reset_state(reset_partial_state=True)
+    return root / "dpm"

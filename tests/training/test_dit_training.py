@@ -15,14 +15,18 @@ from diffusers import DiTPipeline
 from diffusers_pdae import PDAEPipeline
 from diffusers_pdae.training.export import export_checkpoint
 
-from ..conftest import load_script, tiny_images, tiny_sd_components
-from .conftest import assert_release_reconstructs_digits_and_loads_without_the_package, tree_digest
+from ..conftest import load_script, tiny_images
+from .conftest import (
+    TINY_RUN_FLAGS,
+    assert_release_reconstructs_digits_and_loads_without_the_package,
+    train_dpm_on_a_tiny_kl_autoencoder,
+    tree_digest,
+)
 
 pytestmark = pytest.mark.usefixtures("fresh_accelerator_state")
 
 TINY_DIT = {"num_attention_heads": 2, "attention_head_dim": 8, "num_layers": 3, "patch_size": 2, "in_channels": 4,
             "out_channels": 4, "num_embeds_ada_norm": 1000, "norm_num_groups": 32}  # fmt: skip
-COMMON = ["--resolution", "32", "--train_batch_size", "4", "--lr_warmup_steps", "0", "--seed", "0"]
 PDAE_FLAGS = ["--latent_dim", "8", "--num_validation_images", "2", "--validation_inference_steps", "2",
               "--gradient_estimator_layers", "1", "--gradient_estimator_width_multiplier", "0.5"]  # fmt: skip
 
@@ -31,25 +35,17 @@ PDAE_FLAGS = ["--latent_dim", "8", "--num_validation_images", "2", "--validation
 def dit_runs(tmp_path_factory) -> Path:
     """train_dpm.py --model_type dit (2 steps, a checkpoint at 2), then train_pdae.py on its DiTPipeline (2 steps)."""
     root = tmp_path_factory.mktemp("dit")
-    tiny_sd_components()["vae"].save_pretrained(root / "kl")
-    config = root / "dit.json"
-    config.write_text(json.dumps(TINY_DIT))
-    load_script("train_dpm").main([
-        "--output_dir", str(root / "dit"), "--pretrained_vae_model_name_or_path", str(root / "kl"),
-        "--model_type", "dit", "--model_config_name_or_path", str(config), "--max_train_steps", "2",
-        "--checkpointing_steps", "2", "--ddpm_num_inference_steps", "2", "--eval_batch_size", "10", *COMMON,
-    ])  # fmt: skip
-    AcceleratorState._reset_state(reset_partial_state=True)
+    dit = train_dpm_on_a_tiny_kl_autoencoder(root, TINY_DIT, "--model_type", "dit", "--checkpointing_steps", "2")
     load_script("train_pdae").main([
-        "--pretrained_model_name_or_path", str(root / "dit"), "--output_dir", str(root / "pdae"),
-        "--max_train_steps", "2", "--checkpointing_steps", "2", *PDAE_FLAGS, *COMMON,
+        "--pretrained_model_name_or_path", str(dit), "--output_dir", str(root / "pdae"),
+        "--max_train_steps", "2", "--checkpointing_steps", "2", *PDAE_FLAGS, *TINY_RUN_FLAGS,
     ])  # fmt: skip
     AcceleratorState._reset_state(reset_partial_state=True)
     return root
 
 
 def test_train_dpm_releases_a_dit_pipeline_diffusers_samples_with_guidance(dit_runs, tmp_path):
-    folder = dit_runs / "dit"
+    folder = dit_runs / "dpm"
     index = json.loads((folder / "model_index.json").read_text())
     assert index["_class_name"] == "DiTPipeline" and index["transformer"][1] == "DiTTransformer2DModel"
     pipe = DiTPipeline.from_pretrained(folder)
@@ -62,7 +58,7 @@ def test_train_dpm_releases_a_dit_pipeline_diffusers_samples_with_guidance(dit_r
 
 
 def test_train_pdae_on_a_dit_keeps_its_bytes_and_asks_it_with_the_null_class(dit_runs):
-    source, out = dit_runs / "dit", dit_runs / "pdae"
+    source, out = dit_runs / "dpm", dit_runs / "pdae"
     for component in ("transformer", "vae"):
         assert tree_digest(out / component) == tree_digest(source / component)
     pipe = PDAEPipeline.from_pretrained(out)

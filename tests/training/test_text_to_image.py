@@ -22,8 +22,13 @@ from diffusers_pdae.training.text_conditioning import (
     small_text_encoder,
 )
 
-from ..conftest import load_script, tiny_images, tiny_sd_components, tiny_sd_pipeline_folder
-from .conftest import assert_release_reconstructs_digits_and_loads_without_the_package, tree_digest
+from ..conftest import load_script, tiny_images, tiny_sd_pipeline_folder
+from .conftest import (
+    TINY_RUN_FLAGS,
+    assert_release_reconstructs_digits_and_loads_without_the_package,
+    train_dpm_on_a_tiny_kl_autoencoder,
+    tree_digest,
+)
 
 pytestmark = pytest.mark.usefixtures("fresh_accelerator_state")
 
@@ -38,23 +43,12 @@ TINY_TEXT_UNET = {
     "out_channels": 4,
     "sample_size": 8,
 }
-COMMON = ["--resolution", "32", "--train_batch_size", "4", "--lr_warmup_steps", "0", "--seed", "0"]
 
 
 @pytest.fixture(scope="module")
 def sd_dpm(tmp_path_factory) -> Path:
     """train_dpm.py --digit_captions on the tiny KL autoencoder, 2 steps."""
-    root = tmp_path_factory.mktemp("sd-dpm")
-    tiny_sd_components()["vae"].save_pretrained(root / "kl")
-    config = root / "unet.json"
-    config.write_text(json.dumps(TINY_TEXT_UNET))
-    load_script("train_dpm").main([
-        "--output_dir", str(root / "sd"), "--pretrained_vae_model_name_or_path", str(root / "kl"),
-        "--digit_captions", "--model_config_name_or_path", str(config), "--max_train_steps", "2",
-        "--ddpm_num_inference_steps", "2", "--eval_batch_size", "10", *COMMON,
-    ])  # fmt: skip
-    AcceleratorState._reset_state(reset_partial_state=True)
-    return root / "sd"
+    return train_dpm_on_a_tiny_kl_autoencoder(tmp_path_factory.mktemp("sd-dpm"), TINY_TEXT_UNET, "--digit_captions")
 
 
 def test_the_caption_tokenizer_spells_each_caption_word_as_one_token():
@@ -101,7 +95,7 @@ def test_train_pdae_on_a_stable_diffusion_folder_keeps_its_bytes_and_its_empty_p
     out = tmp_path / "pdae-sd"
     load_script("train_pdae").main([
         "--pretrained_model_name_or_path", str(source), "--output_dir", str(out), "--max_train_steps", "2",
-        "--latent_dim", "8", "--num_validation_images", "2", "--validation_inference_steps", "2", *COMMON,
+        "--latent_dim", "8", "--num_validation_images", "2", "--validation_inference_steps", "2", *TINY_RUN_FLAGS,
     ])  # fmt: skip
     for component in ("unet", "vae"):
         assert tree_digest(out / component) == tree_digest(source / component)
@@ -138,7 +132,8 @@ def sd_pdae(tmp_path_factory) -> Path:
     flags = [
         "--pretrained_model_name_or_path", str(source), "--output_dir", str(root / "pdae"), "--latent_dim", "8",
         "--num_validation_images", "2", "--validation_inference_steps", "2", "--cache_latents", "--center_crop",
-        "--gradient_checkpointing", "--mixed_precision", "bf16", "--use_ema", "--checkpointing_steps", "2", *COMMON,
+        "--gradient_checkpointing", "--mixed_precision", "bf16", "--use_ema", "--checkpointing_steps", "2",
+        *TINY_RUN_FLAGS,
     ]  # fmt: skip
     load_script("train_pdae").main([*flags, "--max_train_steps", "2"])
     AcceleratorState._reset_state(reset_partial_state=True)
