@@ -62,7 +62,15 @@ python examples/train_pdae.py --pretrained_model_name_or_path "$out/ldm-mnist" -
   --train_batch_size 128 --learning_rate 1e-4 --lr_warmup_steps 500 --latent_dim 64 --warm_start_from_unet \
   --use_ema --cache_latents --max_train_steps 2237 --checkpointing_steps 1000 --checkpoints_total_limit 1 \
   --save_images_epochs 1000000 --validation_inference_steps 50 --seed 0
-python examples/train_latent_sampler.py --pretrained_model_name_or_path "$out/pdae-ldm-mnist" \
+# Round 2 (the shipped weights; issue 33): trained further from round 1 on as many images as pdae-mnist (13,267 steps
+# of batch 128 in all: 11,030 more), --seed 1, a short warm-up; on the shared CPU, one thread, 3,666 s of this run
+# (it was interrupted at step 4,000 and resumed exactly with --resume_from_checkpoint latest). Then its latent
+# sampler; `python scripts/bundle_pipeline.py <sampler output> pdae-ldm-mnist` bundles the release.
+python examples/train_pdae.py --pretrained_model_name_or_path "$out/ldm-mnist" --init_from_pipeline "$out/pdae-ldm-mnist" \
+  --output_dir "$out/pdae-ldm-mnist-round2" --train_batch_size 128 --learning_rate 1e-4 --lr_warmup_steps 100 \
+  --latent_dim 64 --use_ema --cache_latents --max_train_steps 11030 --checkpointing_steps 1000 \
+  --checkpoints_total_limit 1 --save_images_epochs 1000000 --validation_inference_steps 50 --seed 1
+python examples/train_latent_sampler.py --pretrained_model_name_or_path "$out/pdae-ldm-mnist-round2" \
   --output_dir "$out/pdae-ldm-mnist-sampler" --max_train_steps 10000 --checkpointing_steps 5000 --use_ema \
   --hidden_dim 256 --num_layers 4 --time_embed_dim 128 --save_images_epochs 1000 --seed 0
 # sd-mnist (diffusers_pdae/bundled/sd-mnist): a small Stable Diffusion, made on the shared 2-core CPU (one thread each).
