@@ -52,6 +52,16 @@ def check_scaling_factor(value, where: str, fix: str) -> float:
     return float(value)
 
 
+def listed_autoencoder(index: dict) -> str | None:
+    """The component of a pipeline's `model_index.json` (as a dict) that lists a `VQModel` or `AutoencoderKL`, if
+    any (`vae`, or LDMPipeline's `vqvae`)."""
+    for name in AUTOENCODER_COMPONENT_NAMES:
+        entry = index.get(name)
+        if isinstance(entry, list) and len(entry) == 2 and entry[1] in AUTOENCODER_CLASS_NAMES:
+            return name
+    return None
+
+
 def is_autoencoder(model) -> bool:
     """Whether `model` is an autoencoder a latent DPM can sit on (`VQModel` or `AutoencoderKL`)."""
     return isinstance(model, AUTOENCODER_TYPES)

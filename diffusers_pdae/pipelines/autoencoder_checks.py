@@ -5,36 +5,14 @@ as the UNet's weights digest is)."""
 
 from __future__ import annotations
 
-import json
 import math
 import os
 
-from ..latent_space import AUTOENCODER_CLASS_NAMES, AUTOENCODER_COMPONENT_NAMES, check_scaling_factor
-from .folder_checks import stored_weights_digest
+from ..latent_space import AUTOENCODER_COMPONENT_NAMES, check_scaling_factor, listed_autoencoder
+from .folder_checks import check_recorded_digest, read_json
 
 # What diffusers' ConfigMixin uses for an autoencoder config without `scaling_factor`.
 DIFFUSERS_DEFAULT_SCALING_FACTOR = 0.18215
-
-
-def read_json(path: str) -> dict:
-    """A JSON file as a dict, or a `ValueError` naming the file when it is not one."""
-    try:
-        with open(path) as f:
-            content = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"{path} is not valid JSON ({error}); the folder is damaged.") from error
-    if not isinstance(content, dict):
-        raise ValueError(f"{path} holds a {type(content).__name__}, not a JSON object; the folder is damaged.")
-    return content
-
-
-def autoencoder_component(index: dict) -> str | None:
-    """The component of `model_index.json` (as a dict) that holds an autoencoder, if any."""
-    for name in AUTOENCODER_COMPONENT_NAMES:
-        entry = index.get(name)
-        if isinstance(entry, list) and len(entry) == 2 and entry[1] in AUTOENCODER_CLASS_NAMES:
-            return name
-    return None
 
 
 def check_autoencoder_config(subfolder: str) -> float:
@@ -67,7 +45,7 @@ def check_autoencoder_identity(folder: str, index: dict, variant: str | None = N
     """
     recorded = read_json(os.path.join(folder, "gradient_estimator", "config.json"))
     digest, factor = recorded.get("autoencoder_weights_digest"), recorded.get("autoencoder_scaling_factor")
-    name = autoencoder_component(index)
+    name = listed_autoencoder(index)
     if name is None:
         orphan = next(
             (n for n in AUTOENCODER_COMPONENT_NAMES if os.path.isfile(os.path.join(folder, n, "config.json"))), None
@@ -88,11 +66,4 @@ def check_autoencoder_identity(folder: str, index: dict, variant: str | None = N
             "Restore the scaling_factor the pipeline was saved with."
         )
     if digest is not None:
-        found = stored_weights_digest(os.path.join(folder, name), variant)
-        if found != digest:
-            raise ValueError(
-                f"{folder}/{name} is not the autoencoder this pipeline's encoder and gradient estimator were trained "
-                f"with (its weights digest is {found[:12]}..., gradient_estimator/config.json records "
-                f"{digest[:12]}...). Restore the original {name}/ folder, or train PDAE for this autoencoder's LDM "
-                "with examples/train_pdae.py."
-            )
+        check_recorded_digest(folder, name, digest, "autoencoder", "autoencoder's LDM", variant)

@@ -311,24 +311,46 @@ def stored_weights_digest(subfolder: str, variant: str | None = None) -> str:
     return weights_digest(tensors)
 
 
+def read_json(path: str) -> dict:
+    """A JSON file as a dict, or a `ValueError` naming the file when it is not one."""
+    try:
+        with open(path) as f:
+            content = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path} is not valid JSON ({error}); the folder is damaged.") from error
+    if not isinstance(content, dict):
+        raise ValueError(f"{path} holds a {type(content).__name__}, not a JSON object; the folder is damaged.")
+    return content
+
+
+def check_recorded_digest(
+    folder: str, component: str, recorded: str, what: str, retrain: str, variant: str | None = None
+) -> None:
+    """`folder/component` holds the weights whose digest the gradient estimator's config records (`recorded`): the
+    frozen model (`what`, e.g. "unet" or "autoencoder") the encoder and G were trained with.
+
+    Raises:
+        `ValueError`: naming the folder, both digests, and to restore it or train PDAE for this `retrain`.
+    """
+    found = stored_weights_digest(os.path.join(folder, component), variant)
+    if found != recorded:
+        raise ValueError(
+            f"{folder}/{component} is not the {what} this pipeline's encoder and gradient estimator were trained with "
+            f"(its weights digest is {found[:12]}..., gradient_estimator/config.json records {recorded[:12]}...). "
+            f"Restore the original {component}/ folder, or train PDAE for this {retrain} with examples/train_pdae.py."
+        )
+
+
 def check_unet_digest(folder: str, variant: str | None = None) -> None:
     """The folder's frozen model (`unet/`) is the one its gradient estimator records (`unet_weights_digest` in its
     config, written at every save); encoder and G are valid for that model only. Folders saved before the digest
     existed pass."""
-    with open(os.path.join(folder, "gradient_estimator", "config.json")) as f:
-        recorded = json.load(f).get("unet_weights_digest")
+    recorded = read_json(os.path.join(folder, "gradient_estimator", "config.json")).get("unet_weights_digest")
     if recorded is None:
         return
-    with open(os.path.join(folder, "model_index.json")) as f:
-        index = json.load(f)
+    index = read_json(os.path.join(folder, "model_index.json"))
     name = next((name for name in DENOISER_COMPONENT_NAMES if index.get(name, [None, None])[1] is not None), "unet")
-    found = stored_weights_digest(os.path.join(folder, name), variant)
-    if found != recorded:
-        raise ValueError(
-            f"{folder}/{name} is not the {name} this pipeline's encoder and gradient estimator were trained with (its "
-            f"weights digest is {found[:12]}..., gradient_estimator/config.json records {recorded[:12]}...). "
-            f"Restore the original {name}/ folder, or train PDAE for this model with examples/train_pdae.py."
-        )
+    check_recorded_digest(folder, name, recorded, name, "model", variant)
 
 
 def check_loaded_weights(pipeline) -> None:

@@ -20,6 +20,7 @@ from ..latent_space import (
     check_scaling_factor,
     downsampling_factor,
     encode_images,
+    listed_autoencoder,
 )
 from ..pipelines import check_weights_fit_config
 from .stored_config import as_stored
@@ -73,11 +74,7 @@ def _listed_autoencoder(name_or_path: str) -> str | None:
             index = json.load(f)
     except (ValueError, UnicodeDecodeError):
         return None  # a damaged index: the loaders name it
-    return next(
-        (name for name in AUTOENCODER_COMPONENT_NAMES
-         if isinstance(index.get(name), list) and index[name][-1] in AUTOENCODER_CLASSES),
-        None,
-    )  # fmt: skip
+    return listed_autoencoder(index) if isinstance(index, dict) else None
 
 
 def checked_scaling_factor(config: dict, where: str, given: float | None, scaling_flag: str) -> float:
